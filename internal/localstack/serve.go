@@ -53,7 +53,7 @@ func ServeRegistry(ctx context.Context, log *zap.Logger, dir string, port int) e
 	if err != nil {
 		return fmt.Errorf("listening on port %d: %w", port, err)
 	}
-	srv := &http.Server{Handler: j, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: enforceCompatibility(j), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
