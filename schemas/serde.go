@@ -55,6 +55,10 @@ type writerSchema struct {
 	// The ResolvedEvent decoder, for schemas of the resolved topic.
 	resolved    recordFn[ResolvedEvent]
 	resolvedErr *DecodeError
+	// Whether records of this schema are copied into resolved events as
+	// they are (see EncodeResolvedFrom); computed on first use.
+	spliceOnce sync.Once
+	splice     bool
 }
 
 // flight is one in-progress registry call that concurrent callers share.
