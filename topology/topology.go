@@ -37,6 +37,8 @@ type Topology struct {
 	Topics []Topic `yaml:"topics"`
 	// Processors are the consumer processes and servers.
 	Processors []Processor `yaml:"processors"`
+	// Identity holds the identity processor's rules.
+	Identity IdentitySpec `yaml:"identity"`
 
 	// Warnings are problems that do not stop the topology from working,
 	// such as a topic that nothing reads or writes.
@@ -64,6 +66,34 @@ type Topic struct {
 	Compaction bool `yaml:"compaction"`
 	// Config holds further Kafka topic configs, applied verbatim.
 	Config map[string]string `yaml:"config"`
+}
+
+// IdentitySpec are the identity resolution rules (see processors/identity,
+// whose Rules they become). Every field is optional: an empty spec means
+// Segment's defaults.
+type IdentitySpec struct {
+	// Space names the identity graph: one space, one graph in Redis.
+	Space string `yaml:"space"`
+	// Priority lists identifier types, highest first.
+	Priority []string `yaml:"priority"`
+	// Limits caps identifiers of a type per profile (0: unlimited).
+	Limits map[string]int `yaml:"limits"`
+	// Blocked are values never used as identifiers ("*@example.com" matches
+	// a suffix), in addition to the built-in junk values.
+	Blocked []string `yaml:"blocked"`
+	// DedupWindow is a Go duration such as 24h.
+	DedupWindow string `yaml:"dedup_window"`
+	// DefaultRegion is the ISO region assumed for phones without a country code.
+	DefaultRegion string `yaml:"default_region"`
+	// Custom identifiers are taken from event fields.
+	Custom []CustomIdentifierSpec `yaml:"custom"`
+}
+
+// CustomIdentifierSpec names an identifier type and the event field it is
+// read from: traits.X, context.traits.X, properties.X or context.extra.X.
+type CustomIdentifierSpec struct {
+	Type string `yaml:"type"`
+	Path string `yaml:"path"`
 }
 
 // Processor is one consumer group (or server) of the platform.

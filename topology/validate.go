@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Problem is one thing wrong in a topology file and where it is, so that an
@@ -151,6 +152,26 @@ func (t *Topology) validate() (problems, warnings []Problem) {
 	}
 	topics := v.checkTopics()
 	produced, consumed := v.checkProcessors(topics)
+	if w := t.Identity.DedupWindow; w != "" {
+		if d, err := time.ParseDuration(w); err != nil || d < time.Second {
+			v.errorf("identity.dedup_window", "identity.dedup_window: %q is not a duration of at least 1s (such as 24h)", w)
+		}
+	}
+	for i, c := range t.Identity.Custom {
+		p := fmt.Sprintf("identity.custom[%d]", i)
+		if c.Type == "" {
+			v.errorf(p, "custom identifier has no type")
+		}
+		ok := false
+		for _, prefix := range []string{"traits.", "context.traits.", "properties.", "context.extra."} {
+			if strings.HasPrefix(c.Path, prefix) && len(c.Path) > len(prefix) {
+				ok = true
+			}
+		}
+		if !ok {
+			v.errorf(p+".path", "custom identifier %q: path %q must be traits.X, context.traits.X, properties.X or context.extra.X", c.Type, c.Path)
+		}
+	}
 	for i, tp := range t.Topics {
 		if tp.Name != "" && !produced[tp.Name] && !consumed[tp.Name] {
 			v.warnf(fmt.Sprintf("topics[%d].name", i), "topic %q is neither produced nor consumed by any processor", tp.Name)

@@ -68,7 +68,7 @@ processors:
 			name: "unknown top-level key",
 			yaml: valid + "segmnts: []\n",
 			line: 13, col: 1,
-			want: []string{`unknown key "segmnts" in the top level`, "known keys: processors, topics, version"},
+			want: []string{`unknown key "segmnts" in the top level`, "known keys: identity, processors, topics, version"},
 		},
 		{
 			name: "unknown processor key",
@@ -442,5 +442,43 @@ func TestLoadMissingFile(t *testing.T) {
 	_, err := topology.Load(t.TempDir() + "/nope.yaml")
 	if err == nil || !strings.Contains(err.Error(), "reading topology") {
 		t.Errorf("Load of a missing file: %v", err)
+	}
+}
+
+func TestIdentitySectionProblems(t *testing.T) {
+	base := "version: 1\ntopics:\n  - {name: a, partitions: 1, retention: 1d}\nprocessors:\n  - {name: p, inputs: [a]}\n"
+	for _, tc := range []struct {
+		name, yaml string
+		line       int
+		want       string
+	}{
+		{"bad window", "identity:\n  dedup_window: soon\n", 7, "dedup_window"},
+		{"short window", "identity:\n  dedup_window: 10ms\n", 7, "at least 1s"},
+		{"bad custom path", "identity:\n  custom:\n    - {type: loyalty_id, path: loyalty}\n", 8, "must be traits.X"},
+		{"typo", "identity:\n  priorty: [user_id]\n", 7, `did you mean "priority"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := topology.Parse([]byte(base+tc.yaml), "t.yaml")
+			var ve *topology.ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("Parse = %v, want a ValidationError", err)
+			}
+			found := false
+			for _, p := range ve.Problems {
+				if p.Line == tc.line && strings.Contains(p.Msg, tc.want) {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("no problem on line %d containing %q in:\n%v", tc.line, tc.want, err)
+			}
+		})
+	}
+	tp, err := topology.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tp.Identity.DedupWindow != "24h" || tp.Identity.Limits["user_id"] != 1 {
+		t.Errorf("default identity section = %+v", tp.Identity)
 	}
 }

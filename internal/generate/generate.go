@@ -387,7 +387,9 @@ func (g *gen) makeInvalid(r *rec) outLine {
 		}
 		line, _ := json.Marshal(e)
 		size := len(line)
-		for size <= OversizeBytes {
+		// Twice the limit in JSON, so the event's far more compact Avro
+		// encoding, which is what the pipeline measures, is over it too.
+		for size <= 2*OversizeBytes {
 			p := &g.cfg.Catalog[g.noise.IntN(len(g.cfg.Catalog))]
 			ep := evProduct{ProductID: p.ID, SKU: p.SKU, Category: p.Category, Name: p.Name,
 				Price: pounds(p.PriceCents), Quantity: 1}

@@ -207,7 +207,7 @@ var truthNotes = []string{
 	"a duplicate is a byte-identical repeat of an earlier line (same messageId)",
 	"an invalid event is a broken copy of a real event with its own messageId; reasons: " +
 		"missing_event_name (track without event), no_identifier, timestamp_1970 and timestamp_2100 " +
-		"(timestamp absurd while sentAt and receivedAt are right, so skew correction keeps it absurd), oversize (> 32768 bytes)",
+		"(timestamp absurd while sentAt and receivedAt are right, so skew correction keeps it absurd), oversize (over 64 KiB of JSON, so over the 32 KiB limit in Avro too)",
 	"a late event is a valid event whose timestamp is earlier than that of the previous valid event of the same context.device.id in output order",
 	"some devices have a wrong clock: timestamp and sentAt are off by the same amount; timestamp = receivedAt - (sentAt - timestamp) gives the true time",
 	"identifier types: user_id (userId), anonymous_id (anonymousId), device_id (context.device.id), " +

@@ -72,6 +72,14 @@ type Config struct {
 	// its crashed predecessor and aborts its open transaction at once
 	// instead of after the transaction timeout. Default: the host name.
 	InstanceID string
+	// StaticMembership makes InstanceID the consumer group's static member
+	// id (KIP-345) as well. A restarted instance then takes its partitions
+	// back at once instead of waiting for its dead predecessor to time out
+	// of the group, but an instance that stops for good keeps its partitions
+	// until the session timeout. Use it when instance ids are stable
+	// (a StatefulSet, a fixed --instance); `cdp run` turns it on when
+	// --instance is given.
+	StaticMembership bool
 	// MaxPollRecords bounds one batch (default 5000).
 	MaxPollRecords int
 	// TransactionTimeout bounds how long a crashed instance's open
@@ -185,6 +193,9 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 		}),
 	}, r.cfg.KafkaOpts...)
+	if r.cfg.StaticMembership {
+		opts = append(opts, kgo.InstanceID(r.cfg.InstanceID))
+	}
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return fmt.Errorf("%s: creating Kafka session: %w", r.cfg.Name, err)
