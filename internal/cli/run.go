@@ -1,0 +1,176 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/streamcdp/streamcdp/internal/config"
+	"github.com/streamcdp/streamcdp/internal/processing"
+	"github.com/streamcdp/streamcdp/processors/identity"
+	"github.com/streamcdp/streamcdp/topology"
+)
+
+func init() { register(newRunCmd) }
+
+// runDeps is what every processor builder gets.
+type runDeps struct {
+	svc     config.Services
+	topo    *topology.Topology
+	spec    topology.Processor
+	metrics *processing.Metrics
+	reg     *prometheus.Registry
+	log     *zap.Logger
+}
+
+// builders construct the processors that exist so far, by name.
+var builders = map[string]func(ctx context.Context, d runDeps) (processing.Handler, func(), error){
+	"identity": buildIdentity,
+}
+
+func newRunCmd() *cobra.Command {
+	var topoFile, instance, metricsAddr string
+	cmd := &cobra.Command{
+		Use:   "run PROCESSOR... | all",
+		Short: "Run processors (identity, ...) until SIGTERM",
+		Long: `Runs one or more processors of the topology in this process. Each is a
+member of its own consumer group, so more instances (on this or other
+machines) share its partitions. /metrics, /healthz and /readyz are served on
+--metrics-addr.
+
+--instance must be stable across restarts of one instance and unique among
+running instances of a processor (default: the host name): it names the Kafka
+transactional id, so a restarted instance fences its crashed predecessor.
+An explicit --instance also makes it a static group member: a restart takes
+its partitions back without a rebalance.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			log := newLogger()
+			defer func() { _ = log.Sync() }()
+			svc, err := config.Load()
+			if err != nil {
+				return err
+			}
+			topo, err := topologyFrom(topoFile)
+			if err != nil {
+				return err
+			}
+			names := args
+			if len(args) == 1 && args[0] == "all" {
+				names = nil
+				for _, p := range topo.Processors {
+					if _, ok := builders[p.Name]; ok {
+						names = append(names, p.Name)
+					} else {
+						log.Warn("processor not built yet; skipping", zap.String("processor", p.Name))
+					}
+				}
+			}
+			reg := prometheus.NewRegistry()
+			metrics := processing.NewMetrics(reg)
+			var runners []*processing.Runner
+			for _, name := range names {
+				spec, ok := topo.Processor(name)
+				if !ok {
+					return fmt.Errorf("no processor %q in the topology (have %s)", name, processorNames(topo))
+				}
+				build, ok := builders[name]
+				if !ok {
+					return fmt.Errorf("processor %q is declared but not built yet (available: %s)", name, strings.Join(slices.Sorted(mapKeys(builders)), ", "))
+				}
+				h, cleanup, err := build(ctx, runDeps{svc: svc, topo: topo, spec: spec, metrics: metrics, reg: reg, log: log.Named(name)})
+				if err != nil {
+					return fmt.Errorf("starting %s: %w", name, err)
+				}
+				defer cleanup()
+				inputs := make([]string, len(spec.Inputs))
+				for i, in := range spec.Inputs {
+					inputs[i] = svc.Topic(in)
+				}
+				r, err := processing.New(processing.Config{
+					Name: name, Brokers: svc.KafkaBrokers, Group: spec.ConsumerGroup(svc.TopicPrefix),
+					Inputs: inputs, InstanceID: instance, StaticMembership: instance != "", Logger: log.Named(name), Metrics: metrics,
+				}, h)
+				if err != nil {
+					return err
+				}
+				runners = append(runners, r)
+			}
+			ready := make([]processing.ReadyFunc, len(runners))
+			for i, r := range runners {
+				ready[i] = r.Ready
+			}
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			g, gctx := errgroup.WithContext(ctx)
+			opsDone := make(chan struct{})
+			go func() {
+				defer close(opsDone)
+				if err := processing.ServeOps(gctx, metricsAddr, processing.NewOpsHandler(reg, ready...)); err != nil {
+					log.Error("ops server", zap.Error(err))
+					cancel()
+				}
+			}()
+			log.Info("serving /metrics /healthz /readyz", zap.String("addr", metricsAddr))
+			for _, r := range runners {
+				g.Go(func() error { return r.Run(gctx) })
+			}
+			err = g.Wait()
+			cancel()
+			<-opsDone
+			if errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&topoFile, "topology", "", "topology file (default: the built-in topology)")
+	cmd.Flags().StringVar(&instance, "instance", envOr("CDP_INSTANCE_ID", ""), "instance id, stable across restarts (default: host name; env CDP_INSTANCE_ID)")
+	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", envOr("CDP_METRICS_ADDR", ":9100"), "address of /metrics, /healthz, /readyz (env CDP_METRICS_ADDR)")
+	return cmd
+}
+
+func processorNames(t *topology.Topology) string {
+	var n []string
+	for _, p := range t.Processors {
+		n = append(n, p.Name)
+	}
+	return strings.Join(n, ", ")
+}
+
+func mapKeys[M ~map[string]V, V any](m M) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func topologyFrom(file string) (*topology.Topology, error) {
+	if file == "" {
+		return topology.Default()
+	}
+	return topology.Load(file)
+}
+
+func buildIdentity(ctx context.Context, d runDeps) (processing.Handler, func(), error) {
+	return identity.Open(ctx, d.svc, d.topo.Identity, d.metrics, d.reg, d.log)
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,271 @@
+package identity
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// persona is one simulated customer with realistic identifier shapes.
+type persona struct {
+	user, email, device, anon string
+}
+
+func uuidLike(r *rand.Rand) string {
+	return fmt.Sprintf("%08x-%04x-4%03x-a%03x-%012x", r.Uint32(), r.Uint32()&0xffff, r.Uint32()&0xfff, r.Uint32()&0xfff, r.Uint64()&0xffffffffffff)
+}
+
+func personas(r *rand.Rand, n int) []persona {
+	out := make([]persona, n)
+	for i := range out {
+		out[i] = persona{
+			user:   fmt.Sprintf("user-%08d", i),
+			email:  fmt.Sprintf("firstname.lastname%d@example.com", i),
+			device: uuidLike(r),
+			anon:   uuidLike(r),
+		}
+	}
+	return out
+}
+
+// seedGraph gives every persona a profile built the way traffic builds it:
+// anonymous browsing, then a sign-in that links user id and email. Half of
+// them also browse on a second device and sign in there, which merges.
+func seedGraph(tb testing.TB, ctx context.Context, g *Graph, r *rand.Rand, ps []persona, part int32) (events int) {
+	tb.Helper()
+	var batch []Input
+	off := int64(0)
+	add := func(ids ...Identifier) {
+		batch = append(batch, Input{MessageID: fmt.Sprintf("seed-%d-%d", part, off), Identifiers: ids, Partition: part, Offset: off, Time: time.Unix(1_770_000_000+off, 0)})
+		off++
+	}
+	flush := func() {
+		if _, err := g.Resolve(ctx, batch); err != nil {
+			tb.Fatalf("seeding: %v", err)
+		}
+		events += len(batch)
+		batch = batch[:0]
+	}
+	for i, p := range ps {
+		add(Identifier{TypeAnonymousID, p.anon}, Identifier{TypeDeviceID, p.device})
+		add(Identifier{TypeAnonymousID, p.anon}, Identifier{TypeUserID, p.user}, Identifier{TypeEmail, p.email})
+		if i%2 == 0 {
+			anon2, dev2 := uuidLike(r), uuidLike(r)
+			add(Identifier{TypeAnonymousID, anon2}, Identifier{TypeDeviceID, dev2})
+			add(Identifier{TypeAnonymousID, anon2}, Identifier{TypeEmail, p.email})
+		}
+		if len(batch) >= 500 {
+			flush()
+		}
+	}
+	flush()
+	return events
+}
+
+// BenchmarkResolve measures events/s through Resolve on the local Redis:
+// 2 or 3 identifiers per event, 90% of events from known customers (their
+// anonymous and device id, a third of them signed in), 10% from new
+// visitors, batches of 500 as a Kafka poll delivers them, on a graph of
+// 50k customers (about 250k identifiers). "partitions=4" resolves four
+// partitions' batches concurrently, as four processor instances would.
+// redis-cpu-us/event is the Redis process' CPU time per event (when Redis
+// runs on this machine), the number to read on a busy machine.
+func BenchmarkResolve(b *testing.B) {
+	for _, parts := range []int{1, 4} {
+		b.Run(fmt.Sprintf("partitions=%d", parts), func(b *testing.B) {
+			f := newFixture(b)
+			r := rand.New(rand.NewPCG(1, 2))
+			ps := personas(r, 50_000)
+			seedGraph(b, f.ctx, f.g, r, ps, 99)
+			type source struct {
+				r     *rand.Rand
+				off   int64
+				batch []Input
+			}
+			srcs := make([]*source, parts)
+			for p := range srcs {
+				srcs[p] = &source{r: rand.New(rand.NewPCG(uint64(p), 3)), batch: make([]Input, 500)}
+			}
+			fill := func(p int) []Input {
+				s := srcs[p]
+				for i := range s.batch {
+					in := Input{MessageID: "b" + strconv.Itoa(p) + "-" + strconv.FormatInt(s.off, 10), Partition: int32(p), Offset: s.off, Time: time.Unix(1_770_100_000+s.off, 0)}
+					s.off++
+					if s.r.IntN(10) == 0 {
+						in.Identifiers = []Identifier{{TypeAnonymousID, uuidLike(s.r)}, {TypeDeviceID, uuidLike(s.r)}}
+					} else {
+						c := &ps[s.r.IntN(len(ps))]
+						in.Identifiers = []Identifier{{TypeAnonymousID, c.anon}, {TypeDeviceID, c.device}}
+						if s.r.IntN(3) == 0 {
+							in.Identifiers = append(in.Identifiers, Identifier{TypeUserID, c.user})
+						}
+					}
+					s.batch[i] = in
+				}
+				return s.batch
+			}
+			usec0, cpu0 := evalshaUsec(b, f), redisCPU(b, f)
+			events := 0
+			errs := make([]error, parts)
+			for b.Loop() {
+				var wg sync.WaitGroup
+				for p := range parts {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						_, errs[p] = f.g.Resolve(f.ctx, fill(p))
+					}()
+				}
+				wg.Wait()
+				for _, err := range errs {
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				events += 500 * parts
+			}
+			b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
+			// Time Redis spent inside the script, and its CPU time, which
+			// other load on the machine does not inflate.
+			b.ReportMetric(float64(evalshaUsec(b, f)-usec0)/float64(events), "redis-us/event")
+			if cpu0 >= 0 {
+				b.ReportMetric(float64(redisCPU(b, f)-cpu0)/float64(events)/1e3, "redis-cpu-us/event")
+			}
+		})
+	}
+}
+
+// redisCPU returns the CPU time Redis has used, in nanoseconds, read from
+// /proc; -1 when Redis does not run on this machine.
+func redisCPU(tb testing.TB, f *fixture) int64 {
+	tb.Helper()
+	info, err := f.rdb.Info(f.ctx, "server").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var pid string
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "process_id:"); ok {
+			pid = v
+		}
+	}
+	stat, err := os.ReadFile("/proc/" + pid + "/stat")
+	if pid == "" || err != nil {
+		return -1
+	}
+	// Fields after the command name (which is in parentheses): utime and
+	// stime are the 12th and 13th, in clock ticks of 10 ms.
+	rest := string(stat[strings.LastIndexByte(string(stat), ')')+2:])
+	fields := strings.Fields(rest)
+	ut, _ := strconv.ParseInt(fields[11], 10, 64)
+	st, _ := strconv.ParseInt(fields[12], 10, 64)
+	return (ut + st) * 10_000_000
+}
+
+// evalshaUsec reads the microseconds Redis has spent in EVALSHA.
+func evalshaUsec(tb testing.TB, f *fixture) int64 {
+	tb.Helper()
+	info, err := f.rdb.Info(f.ctx, "commandstats").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_evalsha:"); ok {
+			for _, kv := range strings.Split(rest, ",") {
+				if v, ok := strings.CutPrefix(kv, "usec="); ok {
+					n, _ := strconv.ParseInt(v, 10, 64)
+					return n
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// memoryUsage sums MEMORY USAGE of the keys under prefix whose suffix (after
+// the prefix) starts with one of the kinds.
+func memoryUsage(tb testing.TB, ctx context.Context, rdb *redis.Client, prefix string) map[byte]int64 {
+	tb.Helper()
+	out := map[byte]int64{}
+	var keys []string
+	iter := rdb.Scan(ctx, 0, prefix+"*", 5000).Iterator()
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	cmds := make([]*redis.IntCmd, len(keys))
+	if _, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.MemoryUsage(ctx, k, 0)
+		}
+		return nil
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	for i, k := range keys {
+		out[k[len(prefix)]] += cmds[i].Val()
+	}
+	return out
+}
+
+func usedMemory(tb testing.TB, ctx context.Context, rdb *redis.Client) int64 {
+	tb.Helper()
+	info, err := rdb.Info(ctx, "memory").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	tb.Fatal("no used_memory in INFO memory")
+	return 0
+}
+
+// TestMemoryPerIdentifier builds a graph of about 100k identifiers with
+// realistic shapes (36-character anonymous and device ids, 40-character
+// emails) and reports Redis memory per identifier and per profile. It
+// fails above the 200 bytes per identifier the project targets.
+func TestMemoryPerIdentifier(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a graph of 100k identifiers")
+	}
+	f := newFixture(t)
+	r := rand.New(rand.NewPCG(5, 6))
+	before := usedMemory(t, f.ctx, f.rdb)
+	events := seedGraph(t, f.ctx, f.g, r, personas(r, 20_000), 0)
+	if err := f.g.Committed(f.ctx, 0, int64(events)); err != nil {
+		t.Fatal(err)
+	}
+	after := usedMemory(t, f.ctx, f.rdb)
+	st, err := f.g.Stats(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := memoryUsage(t, f.ctx, f.rdb, f.prefix+"{default}:")
+	graph := mem['b'] + mem['p'] + mem['m']
+	perID := float64(graph) / float64(st.Identifiers)
+	t.Logf("%d events, %d identifiers, %d profiles (%d created), %d buckets", events, st.Identifiers, st.Profiles, st.Created, st.Buckets)
+	t.Logf("identifier table %d B, profiles %d B: %.1f B per identifier, %.1f B per profile (with its identifiers)",
+		mem['b'], mem['p'], perID, float64(graph)/float64(st.Profiles))
+	t.Logf("dedup %d B: %.1f B per event; stored results after Committed %d B", mem['d'], float64(mem['d'])/float64(events), mem['r']+mem['o'])
+	t.Logf("INFO used_memory grew by %d B (%.1f B per identifier, all keys, other clients included)", after-before, float64(after-before)/float64(st.Identifiers))
+	if st.Identifiers < 90_000 {
+		t.Fatalf("only %d identifiers", st.Identifiers)
+	}
+	if perID > 200 {
+		t.Fatalf("%.1f B of Redis memory per identifier, the target is at most 200", perID)
+	}
+}

@@ -1,0 +1,139 @@
+// Package identity is the core of the identity processor: the identity
+// graph of one space in Redis. The processing runtime feeds it batches of
+// raw events (Graph.Resolve) and publishes what comes back: the profile of
+// each event, the merges it caused, the identifiers it refused.
+//
+// # Model
+//
+// A profile holds identifiers (user_id, anonymous_id, email, phone,
+// device_id, custom types), each normalised (Normalize) and in at most one
+// profile. An event's identifiers all end up in one profile: when they are
+// in several, the profiles merge and the oldest survives. "Oldest" is the
+// creation order, a counter in Redis, so a replay of the same events in the
+// same order gives the same survivor.
+//
+// A profile id is 16 characters of base32 (80 bits) of SHA-256 over the
+// space and the creating event's highest-priority identifier. Deterministic,
+// so a graph rebuilt from Kafka names its profiles as before; in the rare
+// case of two ids colliding the second gets a "-1" suffix, decided inside
+// the atomic script and so deterministic too. Because the id is a hash of
+// an identifier, whoever knows the space name can test whether an email
+// created a profile: the ids are pseudonymous, not anonymous.
+//
+// A merged-away profile's id stays in the identifier table as an alias
+// entry ("@:<id>") that moves with the other identifiers at every later
+// merge. Aliases are therefore flat: any profile id, merged or not,
+// resolves in one step, and no chain, so no cycle, can form.
+//
+// # Rules and merge protection
+//
+// Identifiers are taken in priority order (Rules.Priority). The event goes
+// to the profile of its highest-priority identifier that has one; each
+// further identifier joins if the combined profile stays within every
+// per-type limit (Rules.Limits), otherwise it is not linked and the result
+// carries a Rejection (rule merge_protection for an identifier of another
+// profile, limit for a new one). So two different user_ids never share a
+// profile under a limit of 1, whatever order the events come in.
+//
+// # Exactly once with Kafka
+//
+// Each script call stores, atomically with its effects, per source
+// partition the highest applied offset and the result of every applied
+// event. An input at or below that marker is answered from the stored
+// results and changes nothing, so the runtime can apply a batch, crash
+// before its Kafka transaction commits, and send the same inputs again: it
+// gets the same results (same profile ids, same merges with the same ids)
+// and the graph equals that of an uninterrupted run. Committed drops
+// stored results once the transaction carrying them has committed;
+// Applied tells the runtime how far the graph got, for the case where Redis
+// lost recent writes (see Persistence).
+//
+// Duplicates: a message id seen before whose event time lies in the same
+// window-wide bucket (Rules.DedupWindow, default 24 h, aligned to the Unix
+// epoch), or at most one window earlier, is a duplicate: Result.Duplicate,
+// nothing changes. The runtime should pass the producer's own timestamp as
+// Input.Time, so a retried copy has the very time of the original; a copy
+// whose time is earlier than the original's across a bucket boundary is
+// not recognised.
+//
+// # Keys
+//
+// Every key starts with prefix + "{" + space + "}:" (default
+// "cdp:{default}:"), then:
+//
+//	m          hash   graph counters and the identifier table's shape:
+//	                  n0 initial buckets, f load factor, l level, s split
+//	                  pointer, n entries, c profiles created, np live
+//	                  profiles, ni identifiers
+//	b<N>       hash   identifier table bucket N: 12-byte digest of an
+//	                  identifier (SHA-256) or of a profile id (SHA-1, as Lua
+//	                  can compute it) -> profile id
+//	p<id>      hash   a live profile: digest -> "code:value" for each
+//	                  identifier and "@:<id>" for each alias, ".c<code>" ->
+//	                  count per type, ".n" -> creation number
+//	d<N>       hash   dedup bucket N (event time / window): 12-byte digest of
+//	                  the message id -> seconds into the bucket; expires 3
+//	                  windows after its first write
+//	o          hash   partition -> highest applied offset
+//	r<P>       stream results of partition P not yet committed; an entry's
+//	                  id is the last offset it holds, fields offset -> result
+//
+// Type codes keep stored identifiers short: u user_id, a anonymous_id,
+// e email, p phone, d device_id; custom types are stored under their name.
+//
+// The identifier table is spread over buckets by linear hashing: when the
+// table holds more than f (40) entries per bucket, the next bucket in turn
+// is split in two. Buckets so stay small enough for Redis' compact listpack
+// encoding (hash-max-listpack-entries, 128 by default) at any graph size,
+// where one big hash would cost about 60 bytes more per identifier and
+// block Redis while rehashing.
+//
+// # Redis Cluster
+//
+// A merge reads and writes identifiers and profiles that could be anywhere
+// in the graph, and a script may only touch keys of one hash slot. So the
+// hash tag is the space: all of a space's keys live in one slot, on one
+// shard, and every script call is atomic there. KEYS[1] is the space's
+// counter key; the script derives the others from its prefix, which Redis
+// allows because they hash to the same slot.
+//
+// What that leaves: one space's graph is bounded by one shard's memory and
+// one Redis thread. At the measured ~190 bytes per identifier (with dedup)
+// a 25 GB shard holds about 130 million identifiers; throughput is one
+// core's worth (see below). More spaces (tenants, brands, regions) spread
+// over shards by their tags, and the rest of the platform's keys (features,
+// segments), keyed by profile id, spread over all shards. A single space
+// larger than a shard would need the graph partitioned with cross-shard
+// merges, which this package does not do.
+//
+// # Measured
+//
+// On the 2-core build machine with Redis 7.0 on the same machine
+// (TestMemoryPerIdentifier, BenchmarkResolve; see the README for the
+// commands), with realistic shapes (36-character anonymous and device ids,
+// 35-character emails):
+//
+//   - memory, 100k identifiers in 20k profiles: identifier table 49 B and
+//     profiles 94 B per identifier, 143 B in all (716 B per profile of five
+//     identifiers); dedup 57 B per event in the window; INFO used_memory
+//     grew 187 B per identifier including the dedup entries of the 60k
+//     events that built the graph.
+//   - throughput, 90% known customers, 2-3 identifiers per event, batches
+//     of 500: Redis is the limit at 18-23 µs of Redis CPU per event (about
+//     five keyspace lookups in Lua, the reply stream, and on this virtual
+//     machine a third of it in the kernel: wake-ups and loopback TCP).
+//     With four partitions in parallel: 35-55k events/s on Redis without
+//     persistence, 20-30k with the local stack's append-only file, whose
+//     effect replication and rewrites cost Redis CPU too (29 µs per event).
+//     The spread is other load on the shared machine; redis-cpu-us/event
+//     is the steadier number.
+//
+// # Persistence
+//
+// Redis must not evict keys (NewGraph refuses allkeys-* policies): an
+// evicted bucket or profile splits people. With appendfsync everysec a
+// Redis crash can lose the last second of writes, after Kafka committed
+// the offsets that made them; Applied then reports an offset below the
+// committed one and the runtime should re-consume from Applied+1 to
+// restore the graph (the events' outputs are then produced again).
+package identity

@@ -1,0 +1,404 @@
+package identity
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestAnonymousBrowsingThenSignInMerges(t *testing.T) {
+	f := newFixture(t)
+	// Signed in on a phone first: the user's profile is the older one.
+	u := f.one("m1", "user_id=u1", "anonymous_id=phone-anon").ProfileID
+	// Browses anonymously on a laptop: a profile of its own.
+	a := f.one("m2", "anonymous_id=laptop-anon", "device_id=laptop").ProfileID
+	if u == "" || a == "" || u == a {
+		t.Fatalf("profiles %q and %q: want two different ones", u, a)
+	}
+	if got := f.one("m3", "anonymous_id=laptop-anon").ProfileID; got != a {
+		t.Fatalf("second anonymous event went to %s, want %s", got, a)
+	}
+	// Signs in on the laptop.
+	r := f.one("m4", "user_id=u1", "anonymous_id=laptop-anon")
+	if r.ProfileID != u {
+		t.Fatalf("sign-in went to %s, want the user's profile %s", r.ProfileID, u)
+	}
+	if len(r.Merges) != 1 {
+		t.Fatalf("merges %+v, want one", r.Merges)
+	}
+	m := r.Merges[0]
+	want := Merge{ID: m.ID, From: a, Into: u, TriggerMessageID: "m4", Rule: "linked_by:anonymous_id", Time: f.t0.Add(3 * time.Second),
+		Moved: []Identifier{{"anonymous_id", "laptop-anon"}, {"device_id", "laptop"}}}
+	if !reflect.DeepEqual(m, want) || m.ID == "" {
+		t.Fatalf("merge %+v\nwant %+v", m, want)
+	}
+	for _, id := range []Identifier{{"anonymous_id", "laptop-anon"}, {"device_id", "laptop"}, {"user_id", "u1"}, {TypeProfileID, a}, {TypeProfileID, u}} {
+		if got := f.lookup(f.g, id.Type, id.Value); got != u {
+			t.Errorf("Lookup(%v) = %q, want %q", id, got, u)
+		}
+	}
+	canon, ids, err := f.g.Profile(f.ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantIDs := []Identifier{{"anonymous_id", "laptop-anon"}, {"anonymous_id", "phone-anon"}, {"device_id", "laptop"}, {"user_id", "u1"}}
+	if canon != u || !reflect.DeepEqual(ids, wantIDs) {
+		t.Fatalf("Profile(%s) = %s %v, want %s %v", a, canon, ids, u, wantIDs)
+	}
+	st, err := f.g.Stats(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Identifiers != 4 || st.Profiles != 1 || st.Created != 2 || st.Entries != 6 {
+		t.Fatalf("stats %+v: want 4 identifiers, 1 profile of 2 created, 6 entries", st)
+	}
+}
+
+func TestTwoDevicesOfOneUserJoinOneProfile(t *testing.T) {
+	f := newFixture(t)
+	p1 := f.one("m1", "device_id=d1", "anonymous_id=a1", "email=Ann@Example.com").ProfileID
+	p2 := f.one("m2", "device_id=d2", "anonymous_id=a2").ProfileID
+	if p1 == p2 {
+		t.Fatalf("two unlinked devices share profile %s", p1)
+	}
+	r := f.one("m3", "anonymous_id=a2", "email= ann@example.COM")
+	if r.ProfileID != p1 || len(r.Merges) != 1 || r.Merges[0].From != p2 || r.Merges[0].Rule != "linked_by:anonymous_id" {
+		t.Fatalf("result %+v: want profile %s absorbing %s", r, p1, p2)
+	}
+	for _, id := range []string{"d1", "d2"} {
+		if got := f.lookup(f.g, "device_id", id); got != p1 {
+			t.Errorf("device %s in %s, want %s", id, got, p1)
+		}
+	}
+}
+
+func TestOlderProfileWins(t *testing.T) {
+	f := newFixture(t)
+	older := f.one("m1", "anonymous_id=a1").ProfileID
+	younger := f.one("m2", "user_id=u1").ProfileID
+	// The user's profile has the higher-priority identifier, but the
+	// anonymous one is older and survives.
+	r := f.one("m3", "user_id=u1", "anonymous_id=a1")
+	if r.ProfileID != older || len(r.Merges) != 1 || r.Merges[0].From != younger || r.Merges[0].Into != older ||
+		r.Merges[0].Rule != "linked_by:user_id" || !reflect.DeepEqual(r.Merges[0].Moved, []Identifier{{"user_id", "u1"}}) {
+		t.Fatalf("result %+v: want %s merged into the older %s", r, younger, older)
+	}
+	if got := f.lookup(f.g, TypeProfileID, younger); got != older {
+		t.Fatalf("alias %s resolves to %q, want %s", younger, got, older)
+	}
+	// Later merges into the survivor keep every alias resolving.
+	third := f.one("m4", "email=e@x.io").ProfileID
+	r = f.one("m5", "email=e@x.io", "anonymous_id=a1")
+	if r.ProfileID != older || len(r.Merges) != 1 || r.Merges[0].From != third {
+		t.Fatalf("result %+v: want %s absorbed into %s", r, third, older)
+	}
+	fourth := f.one("m6", "anonymous_id=a9").ProfileID
+	if r = f.one("m7", "anonymous_id=a9", "user_id=u1"); r.ProfileID != older || r.Merges[0].From != fourth {
+		t.Fatalf("result %+v: want %s absorbed into %s", r, fourth, older)
+	}
+	for _, p := range []string{younger, third, fourth, older} {
+		canon, ids, err := f.g.Profile(f.ctx, p)
+		if err != nil || canon != older || len(ids) != 4 {
+			t.Fatalf("Profile(%s) = %q %v, %v; want %s with 4 identifiers", p, canon, ids, err, older)
+		}
+	}
+}
+
+func TestMergeProtection(t *testing.T) {
+	f := newFixture(t)
+	p1 := f.one("m1", "user_id=u1", "email=one@x.io").ProfileID
+	p2 := f.one("m2", "user_id=u2", "anonymous_id=a2").ProfileID
+
+	// A shared browser: u1 signs in on u2's anonymous id. Merging would give
+	// one profile two user_ids: the event goes to u1's profile, a2 stays.
+	r := f.one("m3", "anonymous_id=a2", "user_id=u1")
+	if r.ProfileID != p1 || len(r.Merges) != 0 {
+		t.Fatalf("result %+v: want profile %s and no merge", r, p1)
+	}
+	if len(r.Rejected) != 1 || r.Rejected[0].Rule != RuleMergeProtection || r.Rejected[0].Identifier != (Identifier{"anonymous_id", "a2"}) ||
+		!strings.Contains(r.Rejected[0].Reason, p2) || !strings.Contains(r.Rejected[0].Reason, "2 user_id") {
+		t.Fatalf("rejected %+v: want a2 refused by merge protection naming %s", r.Rejected, p2)
+	}
+	if got := f.lookup(f.g, "anonymous_id", "a2"); got != p2 {
+		t.Fatalf("a2 moved to %s, want it to stay in %s", got, p2)
+	}
+
+	// Two user ids in one event, both known: never merged.
+	r = f.one("m4", "user_id=u2", "user_id=u1", "email=one@x.io")
+	if r.ProfileID != p2 || len(r.Merges) != 0 || len(r.Rejected) != 2 {
+		t.Fatalf("result %+v: want profile %s, two rejections", r, p2)
+	}
+
+	// A new user id on a browser that belongs to u1: a new profile for u3,
+	// the browser stays with u1.
+	f.one("m5", "user_id=u1", "anonymous_id=a1")
+	r = f.one("m6", "anonymous_id=a1", "user_id=u3")
+	if r.ProfileID == p1 || r.ProfileID == p2 || len(r.Rejected) != 1 || r.Rejected[0].Identifier.Value != "a1" {
+		t.Fatalf("result %+v: want a new profile for u3 and a1 refused", r)
+	}
+	if got := f.lookup(f.g, "user_id", "u3"); got != r.ProfileID {
+		t.Fatalf("u3 in %s, want %s", got, r.ProfileID)
+	}
+	if got := f.lookup(f.g, "anonymous_id", "a1"); got != p1 {
+		t.Fatalf("a1 in %s, want %s", got, p1)
+	}
+
+	// A sixth email is refused; the first five are kept.
+	for i := 2; i <= 6; i++ {
+		r = f.one("e"+string(rune('0'+i)), "user_id=u1", "email=mail"+string(rune('0'+i))+"@x.io")
+	}
+	if r.ProfileID != p1 || len(r.Rejected) != 1 || r.Rejected[0].Rule != RuleLimit || r.Rejected[0].Identifier.Value != "mail6@x.io" {
+		t.Fatalf("sixth email: %+v: want a limit rejection", r)
+	}
+	_, ids, err := f.g.Profile(f.ctx, p1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var users, emails int
+	for _, id := range ids {
+		switch id.Type {
+		case TypeUserID:
+			users++
+		case TypeEmail:
+			emails++
+		}
+	}
+	if users != 1 || emails != 5 {
+		t.Fatalf("profile %s holds %d user ids and %d emails: %v", p1, users, emails, ids)
+	}
+}
+
+func TestMergeProtectionByPriority(t *testing.T) {
+	f := newFixture(t)
+	// Two profiles whose emails together exceed a limit of 2.
+	rules := DefaultRules()
+	rules.Limits[TypeEmail] = 2
+	g := f.graph("p:", WithRules(rules))
+	pa := f.resolve(g, f.ev("m1", "anonymous_id=a", "email=1@x.io", "email=2@x.io"))[0].ProfileID
+	pb := f.resolve(g, f.ev("m2", "device_id=d", "email=3@x.io"))[0].ProfileID
+	// device_id outranks anonymous_id: the event goes to d's profile, a is
+	// not linked.
+	r := f.resolve(g, f.ev("m3", "anonymous_id=a", "device_id=d"))[0]
+	if r.ProfileID != pb || len(r.Merges) != 0 || len(r.Rejected) != 1 || r.Rejected[0].Identifier.Value != "a" {
+		t.Fatalf("result %+v: want %s, a rejected (not %s)", r, pb, pa)
+	}
+}
+
+func TestDuplicates(t *testing.T) {
+	f := newFixture(t)
+	first := f.one("dup", "user_id=u1")
+	before := dump(t, f.rdb, f.prefix+"{default}:b")
+	r := f.one("dup", "user_id=u1", "email=new@x.io")
+	if !r.Duplicate || r.ProfileID != "" || len(r.Merges) != 0 {
+		t.Fatalf("second message: %+v, want a duplicate", r)
+	}
+	if after := dump(t, f.rdb, f.prefix+"{default}:b"); !reflect.DeepEqual(before, after) {
+		t.Fatalf("a duplicate changed the graph:\n%v\n%v", before, after)
+	}
+	if got := f.lookup(f.g, "email", "new@x.io"); got != "" {
+		t.Fatalf("the duplicate's email was linked to %s", got)
+	}
+	// Within one batch.
+	in1, in2 := f.ev("twice", "anonymous_id=x"), f.ev("twice", "anonymous_id=x")
+	res := f.resolve(f.g, in1, in2)
+	if res[0].Duplicate || !res[1].Duplicate {
+		t.Fatalf("same batch: %+v", res)
+	}
+	// Event time decides the window (24 h): a copy 23 h later, in the next
+	// day's bucket, is a duplicate; 25 h later the id is new again; a copy
+	// with an earlier time in the same bucket is a duplicate.
+	at := func(msg string, d time.Duration) Result {
+		in := f.ev(msg, "user_id=u1")
+		in.Time = f.t0.Add(d)
+		return f.resolve(f.g, in)[0]
+	}
+	for _, c := range []struct {
+		msg       string
+		first, at time.Duration
+		dup       bool
+	}{
+		{"w1", 0, 23 * time.Hour, true},
+		{"w2", 0, 25 * time.Hour, false},
+		{"w3", time.Hour, 0, true},
+		{"w4", 0, 0, true},
+	} {
+		if r := at(c.msg, c.first); r.Duplicate || r.ProfileID != first.ProfileID {
+			t.Fatalf("%s first: %+v", c.msg, r)
+		}
+		if r := at(c.msg, c.at); r.Duplicate != c.dup {
+			t.Fatalf("%s at %v after %v: duplicate %v, want %v", c.msg, c.at, c.first, r.Duplicate, c.dup)
+		}
+	}
+}
+
+func TestUnusableEvents(t *testing.T) {
+	f := newFixture(t)
+	r := f.one("m1", "user_id=null", "email=nope", "passport=1")
+	if r.ProfileID != "" || r.Duplicate || len(r.Rejected) != 3 {
+		t.Fatalf("result %+v: want no profile and three rejections", r)
+	}
+	r = f.one("m2")
+	if r.ProfileID != "" || len(r.Rejected) != 0 {
+		t.Fatalf("no identifiers: %+v", r)
+	}
+	if p, ok, err := f.g.Lookup(f.ctx, Identifier{"user_id", "nobody"}); ok || err != nil || p != "" {
+		t.Fatalf("Lookup of an unknown identifier: %q %v %v", p, ok, err)
+	}
+	if p, ok, err := f.g.Lookup(f.ctx, Identifier{"user_id", "null"}); ok || err != nil || p != "" {
+		t.Fatalf("Lookup of a blocked identifier: %q %v %v", p, ok, err)
+	}
+	if _, _, err := f.g.Profile(f.ctx, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Profile of an unknown id: %v, want ErrNotFound", err)
+	}
+}
+
+// replayBatch is a batch with merges, rejections and duplicates.
+func replayBatch(f *fixture) []Input {
+	return []Input{
+		f.ev("r1", "user_id=u1", "anonymous_id=a1"),
+		f.ev("r2", "anonymous_id=a2", "device_id=d2"),
+		f.ev("r3", "anonymous_id=a2", "user_id=u1", "email=x@y.io"),
+		f.ev("r4", "user_id=u2", "email=x@y.io"),
+		f.ev("r1", "user_id=u1"),
+		f.ev("r5", "phone=+44 7700 900123", "anonymous_id=a3"),
+		f.ev("r6", "phone=+447700900123", "device_id=d2"),
+	}
+}
+
+func TestReplayReturnsIdenticalResultsAndChangesNothing(t *testing.T) {
+	f := newFixture(t, WithChunkSize(3))
+	batch := replayBatch(f)
+	first := f.resolve(f.g, batch...)
+	if len(first[2].Merges) != 1 || len(first[3].Rejected) != 1 || !first[4].Duplicate || len(first[6].Merges) != 1 {
+		t.Fatalf("the batch does not exercise merges, rejections and duplicates: %+v", first)
+	}
+	before := dump(t, f.rdb, f.prefix)
+
+	// The runtime crashed before its Kafka transaction committed and sends
+	// the batch again.
+	again := f.resolve(f.g, batch...)
+	if !reflect.DeepEqual(first, again) {
+		t.Fatalf("replay differs:\nfirst %+v\nagain %+v", first, again)
+	}
+	if after := dump(t, f.rdb, f.prefix); !reflect.DeepEqual(before, after) {
+		t.Fatalf("replay changed Redis:\nbefore %v\nafter  %v", before, after)
+	}
+
+	// A replay cut differently, running into new events, equals one
+	// uninterrupted run of the same events.
+	more := []Input{f.ev("r7", "anonymous_id=a3", "user_id=u1"), f.ev("r8", "user_id=u9")}
+	res := f.resolve(f.g, append(batch[3:], more...)...)
+	if !reflect.DeepEqual(res[:4], first[3:]) {
+		t.Fatalf("overlapping replay differs:\n%+v\n%+v", res[:4], first[3:])
+	}
+	straight := f.graph("straight:", WithChunkSize(3))
+	want := f.resolve(straight, append(batch, more...)...)
+	if !reflect.DeepEqual(want[len(batch):], res[4:]) {
+		t.Fatalf("new events after a replay: %+v, uninterrupted run %+v", res[4:], want[len(batch):])
+	}
+	// The stored results differ in how they were chunked; the graph, the
+	// markers and the dedup state must not.
+	a, b := dump(t, f.rdb, f.prefix+"{"), dump(t, f.rdb, f.prefix+"straight:{")
+	for k := range a {
+		if strings.HasPrefix(k, "default}:r") {
+			delete(a, k)
+			delete(b, k)
+		}
+	}
+	if len(a) < 5 || !reflect.DeepEqual(a, b) {
+		t.Fatalf("state after crash and replay differs from an uninterrupted run:\n%v\n%v", a, b)
+	}
+
+	// Once committed, results are dropped and the offsets are refused.
+	last := more[len(more)-1].Offset
+	if err := f.g.Committed(f.ctx, 0, last); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := f.rdb.XLen(f.ctx, f.prefix+"{default}:r0").Result(); err != nil || n != 0 {
+		t.Fatalf("after Committed %d results remain (%v)", n, err)
+	}
+	if _, err := f.g.Resolve(f.ctx, batch[:1]); err == nil || !strings.Contains(err.Error(), "committed") {
+		t.Fatalf("resolving a committed offset: %v, want an error", err)
+	}
+}
+
+func TestCommittedKeepsResultsAfterTheOffset(t *testing.T) {
+	f := newFixture(t, WithChunkSize(2))
+	batch := []Input{f.ev("a", "user_id=1"), f.ev("b", "user_id=2"), f.ev("c", "user_id=3"), f.ev("d", "user_id=4")}
+	first := f.resolve(f.g, batch...)
+	// The commit point falls inside a stored chunk: offsets 2 and 3 must
+	// still replay.
+	if err := f.g.Committed(f.ctx, 0, 2); err != nil {
+		t.Fatal(err)
+	}
+	again := f.resolve(f.g, batch[3:]...)
+	if !reflect.DeepEqual(again, first[3:]) {
+		t.Fatalf("replay after a partial commit: %+v, want %+v", again, first[3:])
+	}
+}
+
+func TestApplied(t *testing.T) {
+	f := newFixture(t)
+	if _, ok, err := f.g.Applied(f.ctx, 0); ok || err != nil {
+		t.Fatalf("Applied before any event: ok %v, %v", ok, err)
+	}
+	f.one("a", "user_id=1")
+	f.one("b", "user_id=2")
+	if off, ok, err := f.g.Applied(f.ctx, 0); !ok || err != nil || off != 1 {
+		t.Fatalf("Applied = %d %v %v, want 1", off, ok, err)
+	}
+	if _, ok, _ := f.g.Applied(f.ctx, 1); ok {
+		t.Fatal("Applied reports a partition that saw nothing")
+	}
+}
+
+func TestResolveRejectsDecreasingOffsets(t *testing.T) {
+	f := newFixture(t)
+	a, b := f.ev("a", "user_id=1"), f.ev("b", "user_id=2")
+	if _, err := f.g.Resolve(f.ctx, []Input{b, a}); err == nil {
+		t.Fatal("Resolve accepted decreasing offsets")
+	}
+}
+
+func TestProfileIDsAreDeterministic(t *testing.T) {
+	f := newFixture(t)
+	batch := replayBatch(f)
+	a := f.resolve(f.g, batch...)
+	b := f.resolve(f.graph("again:"), batch...)
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("same events, different results:\n%+v\n%+v", a, b)
+	}
+	other := f.resolve(f.graph("other:", WithSpace("eu")), batch...)
+	if other[0].ProfileID == a[0].ProfileID {
+		t.Fatalf("two spaces gave the same profile id %s", a[0].ProfileID)
+	}
+}
+
+// A merge larger than one Redis command may carry (Lua unpacks at most
+// about 8000 values) is split into several commands.
+func TestLargeMerge(t *testing.T) {
+	f := newFixture(t)
+	older := f.one("m0", "user_id=u1").ProfileID
+	var batch []Input
+	for i := range 2500 {
+		batch = append(batch, f.ev(fmt.Sprint("a", i), "device_id=bot", fmt.Sprintf("anonymous_id=anon-%d", i)))
+	}
+	res := f.resolve(f.g, batch...)
+	bot := res[0].ProfileID
+	r := f.one("m1", "user_id=u1", "device_id=bot")
+	if r.ProfileID != older || len(r.Merges) != 1 || r.Merges[0].From != bot || len(r.Merges[0].Moved) != 2501 {
+		t.Fatalf("merge of a profile of 2501 identifiers: profile %s, %d merges", r.ProfileID, len(r.Merges))
+	}
+	for _, i := range []int{0, 1999, 2000, 2499} {
+		if got := f.lookup(f.g, "anonymous_id", fmt.Sprintf("anon-%d", i)); got != older {
+			t.Fatalf("anon-%d in %q, want %s", i, got, older)
+		}
+	}
+	_, ids, err := f.g.Profile(f.ctx, bot)
+	if err != nil || len(ids) != 2502 {
+		t.Fatalf("Profile: %d identifiers, %v; want 2502", len(ids), err)
+	}
+}

@@ -1,0 +1,164 @@
+package identity
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/streamcdp/streamcdp/internal/testkit"
+)
+
+// fixture is one test's graph on the real Redis of the local stack.
+type fixture struct {
+	t      testing.TB
+	rdb    *redis.Client
+	prefix string
+	g      *Graph
+	ctx    context.Context
+	part   int32
+	off    int64
+	t0     time.Time
+}
+
+func newFixture(t testing.TB, opts ...Option) *fixture {
+	t.Helper()
+	env := testkit.New(t)
+	rdb := env.Redis(t)
+	f := &fixture{t: t, rdb: rdb, prefix: env.RedisPrefix(), ctx: testkit.Context(t),
+		t0: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	f.g = f.graph("", opts...)
+	return f
+}
+
+// graph returns another graph under the fixture's prefix plus sub, so one
+// test can compare runs in separate key spaces.
+func (f *fixture) graph(sub string, opts ...Option) *Graph {
+	f.t.Helper()
+	g, err := NewGraph(f.rdb, append([]Option{WithPrefix(f.prefix + sub)}, opts...)...)
+	if err != nil {
+		f.t.Fatalf("NewGraph: %v", err)
+	}
+	return g
+}
+
+// ev builds an input on the fixture's partition with the next offset; ids
+// are "type=value".
+func (f *fixture) ev(msg string, ids ...string) Input {
+	in := Input{MessageID: msg, Partition: f.part, Offset: f.off, Time: f.t0.Add(time.Duration(f.off) * time.Second)}
+	f.off++
+	for _, s := range ids {
+		typ, val, ok := strings.Cut(s, "=")
+		if !ok {
+			f.t.Fatalf("identifier %q: want type=value", s)
+		}
+		in.Identifiers = append(in.Identifiers, Identifier{typ, val})
+	}
+	return in
+}
+
+func (f *fixture) resolve(g *Graph, batch ...Input) []Result {
+	f.t.Helper()
+	res, err := g.Resolve(f.ctx, batch)
+	if err != nil {
+		f.t.Fatalf("Resolve: %v", err)
+	}
+	if len(res) != len(batch) {
+		f.t.Fatalf("Resolve returned %d results for %d inputs", len(res), len(batch))
+	}
+	return res
+}
+
+// one resolves a single event on the fixture's graph.
+func (f *fixture) one(msg string, ids ...string) Result {
+	f.t.Helper()
+	return f.resolve(f.g, f.ev(msg, ids...))[0]
+}
+
+func (f *fixture) lookup(g *Graph, typ, val string) string {
+	f.t.Helper()
+	p, ok, err := g.Lookup(f.ctx, Identifier{typ, val})
+	if err != nil {
+		f.t.Fatalf("Lookup(%s %s): %v", typ, val, err)
+	}
+	if !ok {
+		return ""
+	}
+	return p
+}
+
+// dump returns every key under prefix (without the prefix) with a
+// canonical rendering of its content: hash fields sorted, streams in order.
+func dump(t testing.TB, rdb *redis.Client, prefix string) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	out := map[string]string{}
+	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		k := iter.Val()
+		typ, err := rdb.Type(ctx, k).Result()
+		if err != nil {
+			t.Fatalf("TYPE %s: %v", k, err)
+		}
+		var s string
+		switch typ {
+		case "hash":
+			m, err := rdb.HGetAll(ctx, k).Result()
+			if err != nil {
+				t.Fatalf("HGETALL %s: %v", k, err)
+			}
+			var fields []string
+			for f, v := range m {
+				fields = append(fields, fmt.Sprintf("%q=%q", f, v))
+			}
+			slices.Sort(fields)
+			s = strings.Join(fields, " ")
+		case "stream":
+			xs, err := rdb.XRange(ctx, k, "-", "+").Result()
+			if err != nil {
+				t.Fatalf("XRANGE %s: %v", k, err)
+			}
+			s = fmt.Sprint(xs)
+		default:
+			t.Fatalf("unexpected key %s of type %s", k, typ)
+		}
+		out[strings.TrimPrefix(k, prefix)] = typ + " " + s
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatalf("SCAN %s*: %v", prefix, err)
+	}
+	return out
+}
+
+// grouping reads the graph's grouping of the given identifiers: each
+// identifier's profile, as sorted groups of "type=value".
+func grouping(t testing.TB, ctx context.Context, g *Graph, ids []Identifier) [][]string {
+	t.Helper()
+	byProfile := map[string][]string{}
+	for _, id := range ids {
+		p, ok, err := g.Lookup(ctx, id)
+		if err != nil {
+			t.Fatalf("Lookup(%v): %v", id, err)
+		}
+		if !ok {
+			t.Fatalf("identifier %v has no profile", id)
+		}
+		byProfile[p] = append(byProfile[p], id.Type+"="+id.Value)
+	}
+	return canonical(byProfile)
+}
+
+func canonical(groups map[string][]string) [][]string {
+	var out [][]string
+	for _, g := range groups {
+		g = slices.Clone(g)
+		slices.Sort(g)
+		out = append(out, g)
+	}
+	slices.SortFunc(out, func(a, b []string) int { return strings.Compare(a[0], b[0]) })
+	return out
+}
