@@ -2,9 +2,10 @@
 # Runs StreamCDP locally on real services with demo traffic.
 #
 # Installs what is missing (Debian packages, the ClickHouse engine), starts the
-# local stack in .cdp/ (or $CDP_LOCAL_DIR), creates the topics, and streams
-# generated customer events into the raw topic until Ctrl-C. The stack keeps
-# running afterwards: `bin/cdp local status`, `bin/cdp local down`.
+# local stack in .cdp/ (or $CDP_LOCAL_DIR), creates the topics, starts the
+# processors that exist (cdp run all), and streams generated customer events
+# into the raw topic until Ctrl-C. The stack keeps running afterwards:
+# `bin/cdp local status`, `bin/cdp local down`.
 #
 #   scripts/local.sh [--rate N]   events per second of demo traffic (default 50)
 set -euo pipefail
@@ -29,5 +30,11 @@ eval "$(bin/cdp local env)"
 step "creating topics"
 bin/cdp topology apply
 
-step "streaming demo traffic at $rate events/s into ${CDP_TOPIC_PREFIX:-cdp}.events.raw (Ctrl-C stops it; the stack keeps running)"
-exec bin/cdp generate --persons 2000 --events 100000000 --rate "$rate" --seed "$(date +%s)"
+step "starting the processors (cdp run all; log in .cdp/logs/processors.log; metrics on :9100)"
+mkdir -p .cdp/logs
+bin/cdp run all --instance local >>.cdp/logs/processors.log 2>&1 &
+processors=$!
+trap 'kill -TERM $processors 2>/dev/null; wait $processors 2>/dev/null' EXIT
+
+step "streaming demo traffic at $rate events/s into ${CDP_TOPIC_PREFIX:-cdp}.events.raw (Ctrl-C stops traffic and processors; the stack keeps running)"
+bin/cdp generate --persons 2000 --events 100000000 --rate "$rate" --seed "$(date +%s)"
