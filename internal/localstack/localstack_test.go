@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,20 +20,6 @@ import (
 	"github.com/streamcdp/streamcdp/internal/testkit"
 )
 
-// cdpBinary returns the cdp binary the stack runs its services with:
-// $CDP_BIN when set (scripts/test.sh builds one), else a fresh build.
-func cdpBinary(t *testing.T) string {
-	t.Helper()
-	if b := os.Getenv("CDP_BIN"); b != "" {
-		return b
-	}
-	out := filepath.Join(t.TempDir(), "cdp")
-	cmd := exec.Command("go", "build", "-o", out, "github.com/streamcdp/streamcdp/cmd/cdp")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building cdp: %v\n%s", err, b)
-	}
-	return out
-}
 
 // requireTools fails (CI) or skips (laptop) when the stack cannot run here.
 func requireTools(t *testing.T) {
@@ -72,7 +57,7 @@ func run(t *testing.T, name string, args ...string) (string, error) {
 // third-party clients (kcat, redis-cli, curl) work against the stack.
 func TestStackSurvivesCrashes(t *testing.T) {
 	requireTools(t)
-	bin := cdpBinary(t)
+	bin := testkit.CDPBinary(t)
 	dir := t.TempDir()
 	if out, err := run(t, bin, "local", "up", "--dir", dir, "--ports", "auto"); err != nil {
 		t.Fatalf("cdp local up: %v\n%s", err, out)
@@ -217,7 +202,7 @@ func chQuery(t *testing.T, base, q string) string {
 // message naming the fix.
 func TestTakenPortIsExplained(t *testing.T) {
 	requireTools(t)
-	bin := cdpBinary(t)
+	bin := testkit.CDPBinary(t)
 	ports, err := localstack.FreePorts()
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -215,4 +217,18 @@ func (e *Env) ClickHouseHTTP(t testing.TB) string {
 	}
 	t.Fatalf("no ClickHouse HTTP URL: set CDP_CLICKHOUSE_HTTP_URL")
 	return ""
+}
+
+// CDPBinary returns the cdp binary that tests run as a separate process:
+// $CDP_BIN when set (scripts/test.sh builds one), else a fresh build.
+func CDPBinary(t testing.TB) string {
+	t.Helper()
+	if b := os.Getenv("CDP_BIN"); b != "" {
+		return b
+	}
+	out := filepath.Join(t.TempDir(), "cdp")
+	if b, err := exec.Command("go", "build", "-o", out, "github.com/streamcdp/streamcdp/cmd/cdp").CombinedOutput(); err != nil {
+		t.Fatalf("building cdp: %v\n%s", err, b)
+	}
+	return out
 }

@@ -19,18 +19,6 @@ import (
 	"github.com/streamcdp/streamcdp/internal/testkit"
 )
 
-// cdpBinary returns $CDP_BIN (scripts/test.sh builds it) or a fresh build.
-func cdpBinary(t *testing.T) string {
-	t.Helper()
-	if b := os.Getenv("CDP_BIN"); b != "" {
-		return b
-	}
-	out := filepath.Join(t.TempDir(), "cdp")
-	if b, err := exec.Command("go", "build", "-o", out, "github.com/streamcdp/streamcdp/cmd/cdp").CombinedOutput(); err != nil {
-		t.Fatalf("building cdp: %v\n%s", err, b)
-	}
-	return out
-}
 
 // processEnv is the environment that points a `cdp run` process at s.
 func (s *stage) processEnv() []string {
@@ -69,7 +57,7 @@ func (s *stage) committedTotal(t testing.TB, adm *kadm.Client) int64 {
 // record. The raw topic has one partition so that both runs see the events
 // in one order, which makes profile ids comparable one to one.
 func TestCrashRestartEqualsUninterrupted(t *testing.T) {
-	bin := cdpBinary(t)
+	bin := testkit.CDPBinary(t)
 	cfg := generate.DefaultConfig()
 	cfg.Persons, cfg.Events, cfg.Seed = 600, 40000, 11
 	cfg.DupShare, cfg.InvalidShare = 0.02, 0.01
