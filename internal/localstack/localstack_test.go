@@ -20,7 +20,6 @@ import (
 	"github.com/streamcdp/streamcdp/internal/testkit"
 )
 
-
 // requireTools fails (CI) or skips (laptop) when the stack cannot run here.
 func requireTools(t *testing.T) {
 	t.Helper()

@@ -19,7 +19,6 @@ import (
 	"github.com/streamcdp/streamcdp/internal/testkit"
 )
 
-
 // processEnv is the environment that points a `cdp run` process at s.
 func (s *stage) processEnv() []string {
 	sv := s.env.Services
