@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 )
@@ -196,28 +197,71 @@ func (r *Runner) Run(ctx context.Context) error {
 	if r.cfg.StaticMembership {
 		opts = append(opts, kgo.InstanceID(r.cfg.InstanceID))
 	}
+	r.m.Ready.WithLabelValues(lbl).Set(1)
+	bo := r.newBackoff()
+	for {
+		err := r.session(ctx, opts)
+		if err == nil || ctx.Err() != nil {
+			r.log.Info("stopped")
+			return nil
+		}
+		// A fenced transactional id means another instance runs with the
+		// same --instance: restarting would fence it in turn.
+		if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
+			return fmt.Errorf("%s: %w (is another instance running with the same --instance %q?)", r.cfg.Name, err, r.cfg.InstanceID)
+		}
+		r.lastErr.Store(&err)
+		r.m.Ready.WithLabelValues(lbl).Set(0)
+		r.m.Errors.WithLabelValues(lbl, "session").Inc()
+		wait := bo.NextBackOff()
+		r.log.Error("Kafka session failed; starting a new one", zap.Error(err), zap.Duration("backoff", wait))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (r *Runner) newBackoff() *backoff.ExponentialBackOff {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 100 * time.Millisecond
+	bo.MaxInterval = r.cfg.MaxBackoff
+	return bo
+}
+
+// session runs one GroupTransactSession until ctx ends (nil) or Kafka
+// leaves it unusable (an error; Run then starts a new session, which
+// rewinds to the last committed offsets).
+func (r *Runner) session(ctx context.Context, opts []kgo.Opt) error {
+	lbl := r.cfg.Name
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
-		return fmt.Errorf("%s: creating Kafka session: %w", r.cfg.Name, err)
+		return fmt.Errorf("creating Kafka session: %w", err)
 	}
 	defer sess.Close()
 	r.log.Info("consuming", zap.Strings("inputs", r.cfg.Inputs), zap.String("group", r.cfg.Group),
 		zap.String("transactional_id", r.TransactionalID()))
-	r.m.Ready.WithLabelValues(lbl).Set(1)
 
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = 100 * time.Millisecond
-	bo.MaxInterval = r.cfg.MaxBackoff
+	bo := r.newBackoff()
 	for ctx.Err() == nil {
 		fetches := sess.PollRecords(ctx, r.cfg.MaxPollRecords)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			break
 		}
+		errs := 0
 		fetches.EachError(func(t string, p int32, err error) {
+			errs++
 			r.m.Errors.WithLabelValues(lbl, "fetch").Inc()
 			r.log.Warn("fetch error", zap.String("topic", t), zap.Int32("partition", p), zap.Error(err))
 		})
 		if fetches.NumRecords() == 0 {
+			if errs > 0 { // no busy loop on a broker that only answers errors
+				select {
+				case <-ctx.Done():
+				case <-time.After(bo.NextBackOff()):
+				}
+			}
 			continue
 		}
 		err := r.batch(ctx, sess, fetches)
@@ -240,7 +284,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-time.After(wait):
 		}
 	}
-	r.log.Info("stopping: leaving the group")
+	r.log.Info("leaving the group")
 	return nil
 }
 
