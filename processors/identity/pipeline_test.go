@@ -153,7 +153,8 @@ func openGraph(t testing.TB, s *stage) *identity.Graph {
 func (s *stage) waitConsumed(t testing.TB, timeout time.Duration) {
 	t.Helper()
 	adm := s.env.Admin(t)
-	ctx := testkit.Context(t)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout+30*time.Second)
+	defer cancel()
 	deadline := time.Now().Add(timeout)
 	for {
 		ends, err := adm.ListEndOffsets(ctx, s.raw)

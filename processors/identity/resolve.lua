@@ -120,10 +120,23 @@ local function split()
   sp = sp + 1
   if sp >= mm then lvl = lvl + 1; sp = 0 end
 end
+-- idc caches, for the duration of this call, the table entries read or
+-- written (false for a digest without one). The script is atomic and every
+-- change of an entry goes through put or absorb, which update idc (split
+-- moves entries between buckets but keeps their values), so a cached entry
+-- is the stored one. Events of one session mostly fall into one chunk and
+-- look up the same identifiers again.
+local idc = {}
 local function get(d)
-  return redis.call('HGET', bkey(d), d) or nil
+  local x = idc[d]
+  if x == nil then
+    x = redis.call('HGET', bkey(d), d)
+    idc[d] = x
+  end
+  return x or nil
 end
 local function put(d, x)
+  idc[d] = x
   if redis.call('HSET', bkey(d), d, x) == 1 then
     cnt = cnt + 1
     while cnt > load * (n0 * 2 ^ lvl + sp) do split() end
@@ -162,7 +175,10 @@ local function absorb(q, s, via)
   end
   local sk = pk(s)
   callMany('HSET', sk, hs)
-  for k = 1, #hs, 2 do redis.call('HSET', bkey(hs[k]), hs[k], s) end
+  for k = 1, #hs, 2 do
+    idc[hs[k]] = s
+    redis.call('HSET', bkey(hs[k]), hs[k], s)
+  end
   for k = 1, #incs, 2 do redis.call('HINCRBY', sk, incs[k], incs[k + 1]) end
   redis.call('DEL', qk)
   np = np - 1
