@@ -41,7 +41,7 @@ func (s Services) Validate() error {
 	}
 	for _, u := range []struct{ name, val, want string }{
 		{"CDP_SCHEMA_REGISTRY_URL", s.SchemaRegistryURL, "http"},
-		{"CDP_REDIS_URL", s.RedisURL, "redis"},
+		{"CDP_REDIS_URL", s.RedisURL, ""},
 		{"CDP_CLICKHOUSE_DSN", s.ClickHouseDSN, ""},
 	} {
 		if u.val == "" {
@@ -50,6 +50,9 @@ func (s Services) Validate() error {
 		if u.want != "" && !strings.HasPrefix(u.val, u.want) {
 			return fmt.Errorf("%s=%q: want a %s:// URL", u.name, u.val, u.want)
 		}
+	}
+	if !strings.HasPrefix(s.RedisURL, "redis://") && !strings.HasPrefix(s.RedisURL, "rediss://") && !strings.HasPrefix(s.RedisURL, "unix://") {
+		return fmt.Errorf("CDP_REDIS_URL=%q: want a redis://, rediss:// or unix:// URL", s.RedisURL)
 	}
 	return nil
 }
