@@ -142,20 +142,31 @@ func preview(b []byte) string {
 	return s
 }
 
+// openDLQ connects to the brokers and returns the dead-letter topic's
+// stable end offsets as of now. The caller closes cl.
+func openDLQ(ctx context.Context, brokers []string, topic string) (*kgo.Client, *kadm.Client, map[int32]int64, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("kafka client for %v: %w", brokers, err)
+	}
+	adm := kadm.NewClient(cl)
+	ends, err := stableEnds(ctx, adm, topic)
+	if err != nil {
+		cl.Close()
+		return nil, nil, nil, err
+	}
+	return cl, adm, ends, nil
+}
+
 // inspectDLQ reads the dead-letter topic from the start (or opts.Since) to
 // its end at the time of the call and groups the entries by code and stage.
 func inspectDLQ(ctx context.Context, brokers []string, opts inspectOpts) (*dlqSummary, error) {
 	sum := &dlqSummary{Topic: opts.Topic, Groups: []dlqGroup{}}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		return nil, fmt.Errorf("kafka client for %v: %w", brokers, err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	ends, err := stableEnds(ctx, adm, opts.Topic)
+	cl, adm, ends, err := openDLQ(ctx, brokers, opts.Topic)
 	if err != nil {
 		return nil, err
 	}
+	defer cl.Close()
 	var starts map[int32]int64
 	if opts.Since > 0 {
 		since := opts.Now.Add(-opts.Since).UTC()
@@ -546,16 +557,11 @@ func replayDLQ(ctx context.Context, log *zap.Logger, brokers []string, opts repl
 	group := replayGroup(opts.Group, opts.Code)
 	res := &replayResult{Group: group, ByCode: map[string]int64{}, ByTarget: map[string]int64{}}
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		return nil, fmt.Errorf("kafka client for %v: %w", brokers, err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	ends, err := stableEnds(ctx, adm, opts.Topic)
+	cl, adm, ends, err := openDLQ(ctx, brokers, opts.Topic)
 	if err != nil {
 		return nil, err
 	}
+	defer cl.Close()
 	progress, err := loadReplayProgress(ctx, adm, opts.Group, opts.Topic)
 	if err != nil {
 		return nil, err
