@@ -121,15 +121,26 @@ func (s *Serde) EncodeNative(ctx context.Context, topic, schema string, native a
 	return s.appendNative(ctx, nil, topic, schema, native)
 }
 
-func (s *Serde) appendNative(ctx context.Context, dst []byte, topic, schema string, native any) ([]byte, error) {
+// appendHeader registers schema under topic's subject (once) and appends
+// the Confluent header with its id.
+func (s *Serde) appendHeader(ctx context.Context, dst []byte, topic, schema string) ([]byte, *registered, error) {
 	reg, err := s.register(ctx, Subject(topic), schema)
 	if err != nil {
-		return dst, err
+		return dst, nil, err
 	}
 	start := len(dst)
 	dst, err = s.header.AppendEncode(dst, reg.id, nil)
 	if err != nil {
-		return dst[:start], fmt.Errorf("writing Confluent header for schema id %d: %w", reg.id, err)
+		return dst[:start], nil, fmt.Errorf("writing Confluent header for schema id %d: %w", reg.id, err)
+	}
+	return dst, reg, nil
+}
+
+func (s *Serde) appendNative(ctx context.Context, dst []byte, topic, schema string, native any) ([]byte, error) {
+	start := len(dst)
+	dst, reg, err := s.appendHeader(ctx, dst, topic, schema)
+	if err != nil {
+		return dst, err
 	}
 	dst, err = reg.codec.BinaryFromNative(dst, native)
 	if err != nil {

@@ -46,14 +46,9 @@ func (s *Serde) EncodeResolvedFrom(ctx context.Context, dst []byte, topic string
 		out, err := s.EncodeResolved(ctx, topic, r)
 		return append(dst, out...), err
 	}
-	reg, err := s.register(ctx, Subject(topic), ResolvedEventSchema)
+	dst, _, err = s.appendHeader(ctx, dst, topic, ResolvedEventSchema)
 	if err != nil {
 		return dst, err
-	}
-	start := len(dst)
-	dst, err = s.header.AppendEncode(dst, reg.id, nil)
-	if err != nil {
-		return dst[:start], fmt.Errorf("writing Confluent header for schema id %d: %w", reg.id, err)
 	}
 	// Avro strings and longs are zig-zag varints, as encoding/binary writes them.
 	dst = binary.AppendVarint(dst, int64(len(r.ProfileID)))
