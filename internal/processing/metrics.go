@@ -17,6 +17,15 @@ type Metrics struct {
 	Latency       *prometheus.HistogramVec // processor: record append time to committed output
 	BatchDuration *prometheus.HistogramVec // processor: poll-to-commit of one batch
 	Ready         *prometheus.GaugeVec     // processor
+	// Runtime v2: tasks, replays, timers, failures.
+	Tasks         *prometheus.GaugeVec     // processor: open tasks
+	Paused        *prometheus.GaugeVec     // processor: partitions paused after a failure
+	Replayed      *prometheus.CounterVec   // processor: records whose journaled outputs were produced again
+	Repaired      *prometheus.CounterVec   // processor: records applied again to repair a store behind Kafka
+	TimersFired   *prometheus.CounterVec   // processor
+	TimerLateness *prometheus.HistogramVec // processor: fire time minus due time (wall-clock timers)
+	Fenced        *prometheus.CounterVec   // processor: journal writes refused by the fence
+	PollsPerTxn   *prometheus.HistogramVec // processor
 	registry      *prometheus.Registry
 }
 
@@ -46,9 +55,28 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 			Help:    "From the end of a poll until the batch's transaction committed.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)}, []string{"processor"}),
 		Ready: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "cdp", Name: "ready",
-			Help: "1 when the processor's last batch succeeded."}, []string{"processor"}),
+			Help: "1 when the processor has joined its group and no partition is failing."}, []string{"processor"}),
+		Tasks: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "cdp", Name: "tasks",
+			Help: "Open tasks (input partitions owned by this instance)."}, []string{"processor"}),
+		Paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "cdp", Name: "partitions_paused",
+			Help: "Partitions paused after a failure, waiting for a retry."}, []string{"processor"}),
+		Replayed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "cdp", Name: "replayed_records_total",
+			Help: "Records already applied to the store whose outputs were produced again after an abort or a restart."}, []string{"processor"}),
+		Repaired: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "cdp", Name: "repaired_records_total",
+			Help: "Records applied again, outputs suppressed, because the store was behind Kafka."}, []string{"processor"}),
+		TimersFired: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "cdp", Name: "timers_fired_total",
+			Help: "Durable timers fired."}, []string{"processor"}),
+		TimerLateness: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "cdp", Name: "timer_lateness_seconds",
+			Help:    "How late wall-clock timers fired after their due time.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"processor"}),
+		Fenced: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "cdp", Name: "fenced_total",
+			Help: "Journal writes refused because another instance took the partition."}, []string{"processor"}),
+		PollsPerTxn: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "cdp", Name: "polls_per_transaction",
+			Help:    "Polls collected by one committed transaction.",
+			Buckets: []float64{1, 2, 3, 5, 10, 20, 50, 100}}, []string{"processor"}),
 	}
-	reg.MustRegister(m.RecordsIn, m.RecordsOut, m.Errors, m.Dropped, m.Transactions, m.Lag, m.Latency, m.BatchDuration, m.Ready)
+	reg.MustRegister(m.RecordsIn, m.RecordsOut, m.Errors, m.Dropped, m.Transactions, m.Lag, m.Latency, m.BatchDuration, m.Ready,
+		m.Tasks, m.Paused, m.Replayed, m.Repaired, m.TimersFired, m.TimerLateness, m.Fenced, m.PollsPerTxn)
 	return m
 }
 

@@ -2,138 +2,88 @@ package processing_test
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-	"go.uber.org/zap/zaptest"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/streamcdp/streamcdp/internal/processing"
 	"github.com/streamcdp/streamcdp/internal/testkit"
 )
 
-// flakyHandler maps each input to one output and keeps an idempotent
-// "external" effect: a per-partition applied offset and a sum, like a store
-// would. It fails a share of batches to force aborts and replays.
-type flakyHandler struct {
-	out      string
-	failRate float64
-	mu       sync.Mutex
-	rng      *rand.Rand
-	applied  map[int32]int64 // next offset to apply, per partition
-	effects  int             // how many inputs the effect counted
-	fails    int
-}
-
-func (h *flakyHandler) Process(_ context.Context, _ string, p int32, recs []*kgo.Record) ([]*kgo.Record, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	// Apply the effect first, then maybe fail: the worst case, an effect
-	// whose transaction aborts.
-	for _, r := range recs {
-		if r.Offset >= h.applied[p] {
-			h.effects++
-			h.applied[p] = r.Offset + 1
-		}
-	}
-	if h.rng.Float64() < h.failRate {
-		h.fails++
-		return nil, errors.New("injected failure")
-	}
-	outs := make([]*kgo.Record, len(recs))
-	for i, r := range recs {
-		outs[i] = &kgo.Record{Topic: h.out, Key: r.Key, Value: append([]byte("out-"), r.Value...)}
-	}
-	return outs, nil
-}
-
-// TestExactlyOnceDespiteAborts runs two runners in one group over a topic
-// with four partitions while the handler fails a third of its batches and one
-// runner stops halfway (a rebalance). Every input must appear exactly once in
-// the read_committed output and be counted once by the effect.
-func TestExactlyOnceDespiteAborts(t *testing.T) {
+// TestExactlyOnceAcrossAbortsTopicsAndRebalance runs two journaled runners
+// in one group over two input topics whose offsets overlap (both start at
+// 0), while the processor fails a fifth of its steps (each failure aborts
+// the transaction, which spans several polls, so effects already written
+// are replayed from the journal) and one runner leaves half way. Every
+// input must have its effect applied exactly once, keyed by topic and
+// offset (a journal that ignored the topic would skip one topic's offsets
+// as already applied), and its output exactly once in read_committed.
+func TestExactlyOnceAcrossAbortsTopicsAndRebalance(t *testing.T) {
 	env := testkit.New(t)
-	in := env.Topic(t, "in", 4)
+	rdb := env.Redis(t)
+	in1 := env.Topic(t, "in1", 4)
+	in2 := env.Topic(t, "in2", 2)
 	out := env.Topic(t, "out", 4)
+	const n = 1500
+	produceN(t, env, in1, n)
+	produceN(t, env, in2, n)
+
+	p := &countProc{out: out, failRate: 0.2, rng: rand.New(rand.NewPCG(1, 2))}
 	ctx := testkit.Context(t)
-
-	const n = 3000
-	prod := env.Kafka(t)
-	for i := range n {
-		prod.Produce(ctx, &kgo.Record{Topic: in, Key: []byte(fmt.Sprint(i % 97)), Value: []byte(fmt.Sprint(i))}, nil)
-	}
-	if err := prod.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-
-	h := &flakyHandler{out: out, failRate: 0.33, rng: rand.New(rand.NewPCG(1, 2)), applied: map[int32]int64{}}
-	newRunner := func(id string) *processing.Runner {
-		r, err := processing.New(processing.Config{
-			Name: "test", Brokers: env.Services.KafkaBrokers, Group: env.Services.Topic("group"), Inputs: []string{in},
-			InstanceID: env.ID + id, MaxPollRecords: 100, MaxBackoff: 50 * time.Millisecond, Logger: zaptest.NewLogger(t),
-		}, h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
+	newRunner := func(id string) (*processing.Runner, *processing.Metrics) {
+		cfg := baseConfig(t, env, "eo", in1, in2)
+		cfg.InstanceID = env.ID + id
+		cfg.Journal = newJournal(env, rdb, "eo")
+		cfg.Metrics = processing.NewMetrics(nil)
+		cfg.MaxAttempts = 1000 // injected failures are not the records' fault
+		return mustRunner(t, cfg, p), cfg.Metrics
 	}
 	ctxA, stopA := context.WithCancel(ctx)
 	ctxB, stopB := context.WithCancel(ctx)
 	defer stopA()
 	defer stopB()
-	errs := make(chan error, 2)
-	go func() { errs <- newRunner("a").Run(ctxA) }()
-	go func() { errs <- newRunner("b").Run(ctxB) }()
+	var rs runners
+	ra, ma := newRunner("a")
+	rb, mb := newRunner("b")
+	rs.start(ctxA, ra)
+	rs.start(ctxB, rb)
 
-	cons := env.Kafka(t, kgo.ConsumeTopics(out), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	seen := map[string]int{}
-	total := 0
-	stopped := false
-	deadline := time.Now().Add(45 * time.Second)
-	for len(seen) < n && time.Now().Before(deadline) {
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		fs := cons.PollFetches(pctx)
-		cancel()
-		fs.EachRecord(func(r *kgo.Record) { seen[string(r.Value)]++; total++ })
-		if !stopped && len(seen) > n/2 {
-			stopA() // runner a leaves: its partitions move to b
-			stopped = true
+	// Stop runner a once half of the inputs have their effects.
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if len(effects(t, rdb, env.RedisPrefix())) > n {
+			break
 		}
 	}
-	// Read a little longer: a duplicate would arrive after the last new value.
-	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	cons.PollFetches(pctx).EachRecord(func(r *kgo.Record) { seen[string(r.Value)]++; total++ })
-	cancel()
+	stopA()
+	want := append(outputsWanted(in1, n), outputsWanted(in2, n)...)
+	seen := readCommitted(t, env, out, 2*n, time.Minute)
 	stopB()
-	for range 2 {
-		if err := <-errs; err != nil {
-			t.Errorf("runner: %v", err)
-		}
+	for _, err := range rs.wait() {
+		t.Errorf("runner: %v", err)
 	}
+	expectOnce(t, "outputs", seen, want)
 
-	if len(seen) != n || total != n {
-		t.Fatalf("output has %d distinct values in %d records, want %d exactly once", len(seen), total, n)
-	}
-	for i := range n {
-		if c := seen[fmt.Sprintf("out-%d", i)]; c != 1 {
-			t.Fatalf("out-%d seen %d times", i, c)
+	// Effects are keyed topic/partition/offset; every one applied once and
+	// each topic's inputs all there.
+	perTopic := map[string]int{}
+	for k, c := range effects(t, rdb, env.RedisPrefix()) {
+		topic, _, _ := strings.Cut(k, "/")
+		perTopic[topic]++
+		if c != 1 {
+			t.Errorf("effect %s applied %d times", k, c)
 		}
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.effects != n {
-		t.Errorf("effect counted %d inputs, want %d", h.effects, n)
+	if perTopic[in1] != n || perTopic[in2] != n {
+		t.Errorf("effects per topic: %s %d, %s %d; want %d each", in1, perTopic[in1], in2, perTopic[in2], n)
 	}
-	if h.fails == 0 {
-		t.Errorf("no batch failed: the test did not exercise aborts")
+	replayed := testutil.ToFloat64(ma.Replayed.WithLabelValues("eo")) + testutil.ToFloat64(mb.Replayed.WithLabelValues("eo"))
+	if p.fails.Load() == 0 || replayed == 0 {
+		t.Errorf("the test did not exercise replays: %d injected failures, %.0f records replayed", p.fails.Load(), replayed)
 	}
-	t.Logf("%d outputs exactly once after %d injected failures", n, h.fails)
+	t.Logf("%d inputs of two topics exactly once after %d injected failures and %.0f replayed records", 2*n, p.fails.Load(), replayed)
 }
 
 func TestConfigErrors(t *testing.T) {
@@ -145,8 +95,12 @@ func TestConfigErrors(t *testing.T) {
 		{processing.Config{Name: "n", Group: "g", Inputs: []string{"i"}}, "Brokers"},
 		{processing.Config{Name: "n", Brokers: []string{"x"}, Inputs: []string{"i"}}, "Group"},
 		{processing.Config{Name: "n", Brokers: []string{"x"}, Group: "g"}, "Inputs"},
+		{processing.Config{Name: "n", Brokers: []string{"x"}, Group: "g", Inputs: []string{"i"},
+			ProcessingTimeout: 20 * time.Second, TransactionTimeout: 30 * time.Second}, "half of TransactionTimeout"},
+		{processing.Config{Name: "n", Brokers: []string{"x"}, Group: "g", Inputs: []string{"i"},
+			ProcessingTimeout: 8 * time.Second, TransactionTimeout: 60 * time.Second, RebalanceTimeout: 10 * time.Second}, "RebalanceTimeout"},
 	} {
-		_, err := processing.New(tc.cfg, nil)
+		_, err := processing.New(tc.cfg, &countProc{})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%+v) = %v, want error naming %s", tc.cfg, err, tc.want)
 		}
