@@ -7,11 +7,12 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/streamcdp/streamcdp/internal/config"
 	"github.com/streamcdp/streamcdp/internal/processing"
@@ -31,13 +32,24 @@ type runDeps struct {
 	log     *zap.Logger
 }
 
+// built is a processor ready to run: its tasks' factory, the journal
+// they write through, where records that keep failing go, and what to
+// release at the end.
+type built struct {
+	proc       processing.Processor
+	journal    processing.Journal
+	deadLetter string
+	cleanup    func()
+}
+
 // builders construct the processors that exist so far, by name.
-var builders = map[string]func(ctx context.Context, d runDeps) (processing.Handler, func(), error){
+var builders = map[string]func(ctx context.Context, d runDeps) (built, error){
 	"identity": buildIdentity,
 }
 
 func newRunCmd() *cobra.Command {
 	var topoFile, instance, metricsAddr string
+	var sessionTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "run PROCESSOR... | all",
 		Short: "Run processors (identity, ...) until SIGTERM",
@@ -87,19 +99,30 @@ its partitions back without a rebalance.`,
 				if !ok {
 					return fmt.Errorf("processor %q is declared but not built yet (available: %s)", name, strings.Join(slices.Sorted(mapKeys(builders)), ", "))
 				}
-				h, cleanup, err := build(ctx, runDeps{svc: svc, topo: topo, spec: spec, metrics: metrics, reg: reg, log: log.Named(name)})
+				b, err := build(ctx, runDeps{svc: svc, topo: topo, spec: spec, metrics: metrics, reg: reg, log: log.Named(name)})
 				if err != nil {
 					return fmt.Errorf("starting %s: %w", name, err)
 				}
-				defer cleanup()
+				defer b.cleanup()
 				inputs := make([]string, len(spec.Inputs))
 				for i, in := range spec.Inputs {
 					inputs[i] = svc.Topic(in)
 				}
+				id := instance
+				if id == "" {
+					if id, err = os.Hostname(); err != nil {
+						return fmt.Errorf("no --instance and no host name: %w", err)
+					}
+				}
 				r, err := processing.New(processing.Config{
-					Name: name, Brokers: svc.KafkaBrokers, Group: spec.ConsumerGroup(svc.TopicPrefix),
-					Inputs: inputs, InstanceID: instance, StaticMembership: instance != "", Logger: log.Named(name), Metrics: metrics,
-				}, h)
+					Name: name, Brokers: svc.KafkaBrokers, Group: spec.ConsumerGroup(svc.TopicPrefix), Inputs: inputs,
+					InstanceID: id, StaticMembership: instance != "",
+					// Transactional ids are global to the Kafka cluster: the
+					// prefix keeps two environments on one cluster apart.
+					TransactionalID: svc.TopicPrefix + "-" + name + "-" + id,
+					Journal:         b.journal, DeadLetterTopic: b.deadLetter, SessionTimeout: sessionTimeout,
+					Logger: log.Named(name), Metrics: metrics,
+				}, b.proc)
 				if err != nil {
 					return err
 				}
@@ -111,31 +134,39 @@ its partitions back without a rebalance.`,
 			}
 			ctx, cancel := context.WithCancel(ctx)
 			defer cancel()
-			g, gctx := errgroup.WithContext(ctx)
 			opsDone := make(chan struct{})
 			go func() {
 				defer close(opsDone)
-				if err := processing.ServeOps(gctx, metricsAddr, processing.NewOpsHandler(reg, ready...)); err != nil {
+				if err := processing.ServeOps(ctx, metricsAddr, processing.NewOpsHandler(reg, ready...)); err != nil {
 					log.Error("ops server", zap.Error(err))
 					cancel()
 				}
 			}()
 			log.Info("serving /metrics /healthz /readyz", zap.String("addr", metricsAddr))
-			for _, r := range runners {
-				g.Go(func() error { return r.Run(gctx) })
+			// Each processor runs on its own: one that stops (a real fence)
+			// is reported and leaves the others running, and /readyz says so.
+			var wg sync.WaitGroup
+			errs := make([]error, len(runners))
+			for i, r := range runners {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := r.Run(ctx); err != nil {
+						errs[i] = err
+						log.Error("processor stopped; the others go on", zap.String("processor", names[i]), zap.Error(err))
+					}
+				}()
 			}
-			err = g.Wait()
+			wg.Wait()
 			cancel()
 			<-opsDone
-			if errors.Is(err, context.Canceled) {
-				return nil
-			}
-			return err
+			return errors.Join(errs...)
 		},
 	}
 	cmd.Flags().StringVar(&topoFile, "topology", "", "topology file (default: the built-in topology)")
 	cmd.Flags().StringVar(&instance, "instance", envOr("CDP_INSTANCE_ID", ""), "instance id, stable across restarts (default: host name; env CDP_INSTANCE_ID)")
 	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", envOr("CDP_METRICS_ADDR", ":9100"), "address of /metrics, /healthz, /readyz (env CDP_METRICS_ADDR)")
+	cmd.Flags().DurationVar(&sessionTimeout, "session-timeout", 45*time.Second, "consumer group session timeout: how long the group waits for a silent instance (a static member's restart) before moving its partitions")
 	return cmd
 }
 
@@ -164,8 +195,12 @@ func topologyFrom(file string) (*topology.Topology, error) {
 	return topology.Load(file)
 }
 
-func buildIdentity(ctx context.Context, d runDeps) (processing.Handler, func(), error) {
-	return identity.Open(ctx, d.svc, d.topo.Identity, d.metrics, d.reg, d.log)
+func buildIdentity(ctx context.Context, d runDeps) (built, error) {
+	p, cleanup, err := identity.Open(ctx, d.svc, d.topo.Identity, d.metrics, d.reg, d.log)
+	if err != nil {
+		return built{}, err
+	}
+	return built{proc: p, journal: p.Journal(), deadLetter: d.svc.Topic("events.dlq"), cleanup: cleanup}, nil
 }
 
 func envOr(key, def string) string {

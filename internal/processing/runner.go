@@ -49,11 +49,11 @@ func (r *Runner) TransactionalID() string { return r.cfg.TransactionalID }
 // Ready reports why the runner is not ready, or nil: it has joined its
 // group, no partition is failing, and the journal's store answers.
 func (r *Runner) Ready(ctx context.Context) error {
-	if !r.joined.Load() {
-		return fmt.Errorf("%s: not yet a member of consumer group %s", r.cfg.Name, r.cfg.Group)
-	}
 	if p := r.lastErr.Load(); p != nil {
 		return fmt.Errorf("%s: %w", r.cfg.Name, *p)
+	}
+	if !r.joined.Load() {
+		return fmt.Errorf("%s: not yet a member of consumer group %s", r.cfg.Name, r.cfg.Group)
 	}
 	if err := r.checkStores(ctx); err != nil {
 		return fmt.Errorf("%s: %w", r.cfg.Name, err)
@@ -116,7 +116,9 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.log.Info("stopped")
 			return nil
 		case errors.Is(err, errRealFence):
-			return fmt.Errorf("%s: %w (is another instance running with --instance %q?)", r.cfg.Name, err, r.cfg.InstanceID)
+			err = fmt.Errorf("%s: %w (is another instance running with --instance %q?)", r.cfg.Name, err, r.cfg.InstanceID)
+			r.setErr(fmt.Errorf("stopped: %w", err)) // /readyz keeps saying so
+			return err
 		}
 		r.setErr(err)
 		r.m.Errors.WithLabelValues(r.lbl, "session").Inc()

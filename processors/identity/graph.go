@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/streamcdp/streamcdp/internal/dlq"
+	"github.com/streamcdp/streamcdp/internal/journal"
 )
 
 // Identifier is one identifier of an event: a type (user_id, anonymous_id,
@@ -32,11 +35,15 @@ type Input struct {
 	// Time is the event time; it places the event in the dedup window and
 	// stamps the merges it causes.
 	Time time.Time
-	// Partition and Offset locate the event in its source topic. They are
-	// the idempotency key: per partition, offsets must increase, and an
-	// offset that was applied before is not applied again (see Resolve).
-	Partition int32
-	Offset    int64
+	// Offset locates the event in its input partition; within a batch
+	// offsets must increase. A journaled Resolve stores each event's
+	// receipt under it.
+	Offset int64
+	// Decided, when set, is a dead-letter decision made before the graph
+	// was asked (the event could not be decoded or is invalid; see
+	// DeadLetterReceipt): the graph journals it as it is and changes
+	// nothing, so a replay repeats the decision.
+	Decided string
 }
 
 // Merge records that profile From was merged into profile Into: From is
@@ -70,12 +77,14 @@ type Rejection struct {
 // Result is what resolving one Input did.
 type Result struct {
 	// ProfileID is the profile the event belongs to; empty for duplicates
-	// and for events without a usable identifier (Rejected says why; such
-	// events belong in the dead-letter topic).
+	// and dead letters.
 	ProfileID string
+	// DeadLetter is set when the event goes to the dead-letter topic: it
+	// was decided before (Input.Decided), or none of its identifiers
+	// survived the rules (code no_usable_identifier; Rejected says why).
+	DeadLetter *dlq.Failure
 	// Duplicate is true when the message id was seen within the dedup
-	// window; the graph was not changed. A replayed event (same partition
-	// and offset) is not a duplicate: it returns its first result.
+	// window; the graph was not changed.
 	Duplicate bool
 	// Merges the event caused, oldest merged-away profile first.
 	Merges []Merge
@@ -146,6 +155,7 @@ type Graph struct {
 	rdb      redis.UniversalClient
 	rules    *compiled
 	space    string
+	prefix   string
 	base     string // every key starts with it: prefix + "{" + space + "}:"
 	meta     string
 	chunk    int
@@ -179,10 +189,11 @@ func NewGraph(rdb redis.UniversalClient, opts ...Option) (*Graph, error) {
 		rdb:      rdb,
 		rules:    c,
 		space:    o.space,
+		prefix:   o.prefix,
 		base:     o.prefix + "{" + o.space + "}:",
 		chunk:    o.chunk,
 		window:   int64(o.rules.DedupWindow / time.Second),
-		resolveS: redis.NewScript(resolveSrc),
+		resolveS: redis.NewScript(journal.Script(resolveSrc)),
 		readS:    redis.NewScript(readSrc),
 	}
 	g.meta = g.base + "m"
@@ -242,44 +253,76 @@ var b32 = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(bas
 type prepared struct {
 	kept     []Identifier // normalised, in priority order
 	rejected []Rejection
+	decided  string // a dead-letter receipt: the graph is not asked
+	extra    string // normalisation rejections, kept in the receipt
 }
 
+// StepFunc gives a journaled Resolve the journal step of each script call
+// covering input offsets first..last: the partition's four journal keys and
+// the step header (see internal/journal: the keys share the space's hash
+// tag).
+type StepFunc func(first, last int64) (keys []string, header []any)
+
 // Resolve applies a batch of events to the graph and returns one Result per
-// input, in order.
-//
-// Resolve is idempotent per (partition, offset): every script call stores,
-// atomically with its effects, each partition's highest applied offset and
-// the result of every applied event. An input at or below that marker is
-// not applied again; its stored result is returned, so a batch re-sent after
-// a crash yields exactly the first results. Call Committed once the results
-// up to an offset are safely in Kafka to drop the stored results. When
-// Resolve returns an error, part of the batch may have been applied: send
-// the same inputs again.
-//
-// Within a batch, offsets must increase per partition.
+// input, in order. It is not journaled: applying the same events again
+// applies them again (see ResolveJournaled).
 func (g *Graph) Resolve(ctx context.Context, batch []Input) ([]Result, error) {
+	return g.resolve(ctx, batch, nil)
+}
+
+// ResolveJournaled is Resolve with every script call written, atomically,
+// with its step of the processing runtime's journal: each event's receipt
+// (its result, or the dead-letter decision it came with) is stored, so the
+// runtime can rebuild the outputs of an event it applied but did not
+// commit, without applying it twice. When it returns an error, some calls
+// may have been applied; their steps are in the journal.
+func (g *Graph) ResolveJournaled(ctx context.Context, batch []Input, step StepFunc) ([]Result, error) {
+	return g.resolve(ctx, batch, step)
+}
+
+// The step header of a call that is not journaled: the script skips the
+// journal.
+var noJournal = []any{"-", "", "", "", "", "", "", "", "", ""}
+
+func (g *Graph) resolve(ctx context.Context, batch []Input, step StepFunc) ([]Result, error) {
 	if len(batch) == 0 {
 		return nil, nil
 	}
-	last := map[int32]int64{}
-	for _, in := range batch {
-		if prev, ok := last[in.Partition]; ok && in.Offset <= prev {
-			return nil, fmt.Errorf("identity: resolving a batch: partition %d offset %d follows offset %d; offsets must increase", in.Partition, in.Offset, prev)
+	for i := 1; i < len(batch); i++ {
+		if batch[i].Offset <= batch[i-1].Offset {
+			return nil, fmt.Errorf("identity: resolving a batch: offset %d follows offset %d; offsets must increase", batch[i].Offset, batch[i-1].Offset)
 		}
-		last[in.Partition] = in.Offset
 	}
 	prep := make([]prepared, len(batch))
 	for i := range batch {
 		p := &prep[i]
+		if batch[i].Decided != "" {
+			p.decided = batch[i].Decided
+			continue
+		}
 		p.kept, p.rejected = g.rules.normalize(batch[i].Identifiers, nil, nil)
 		slices.SortStableFunc(p.kept, func(a, b Identifier) int {
 			return cmp.Compare(g.rules.rank[a.Type], g.rules.rank[b.Type])
 		})
+		if len(p.kept) == 0 {
+			p.decided = DeadLetterReceipt(dlq.Failure{Code: CodeNoIdentifier, Stage: "identity",
+				Reason: "no identifier survived the identity rules: " + rejectionSummary(p.rejected)})
+			continue
+		}
+		if len(p.rejected) > 0 {
+			p.extra = string(rejectionJSON(p.rejected))
+		}
 	}
-	var calls [][]any
+	var calls []call
 	for start := 0; start < len(batch); start += g.chunk {
 		end := min(start+g.chunk, len(batch))
-		calls = append(calls, g.args(batch[start:end], prep[start:end]))
+		c := call{keys: g.noJournalKeys(), header: noJournal}
+		if step != nil {
+			c.keys, c.header = step(batch[start].Offset, batch[end-1].Offset)
+			c.keys = append(c.keys[:4:4], g.meta)
+		}
+		c.args = g.args(c.header, batch[start:end], prep[start:end])
+		calls = append(calls, c)
 	}
 	replies, err := g.run(ctx, calls)
 	if err != nil {
@@ -287,26 +330,44 @@ func (g *Graph) Resolve(ctx context.Context, batch []Input) ([]Result, error) {
 	}
 	results := make([]Result, len(batch))
 	for i := range batch {
-		r, err := g.decode(replies[i], &batch[i], prep[i].rejected)
+		r, err := g.decode(replies[i], batch[i].MessageID, batch[i].Time)
 		if err != nil {
-			return nil, fmt.Errorf("identity: decoding the result of partition %d offset %d: %w", batch[i].Partition, batch[i].Offset, err)
+			return nil, fmt.Errorf("identity: decoding the result of offset %d: %w", batch[i].Offset, err)
+		}
+		if r.DeadLetter != nil && batch[i].Decided == "" {
+			r.Rejected = prep[i].rejected // why no identifier survived
 		}
 		results[i] = r
 	}
 	return results, nil
 }
 
+type call struct {
+	keys   []string
+	header []any
+	args   []any
+}
+
+// noJournalKeys stand in for the journal's keys in a call that is not
+// journaled; the script never touches them.
+func (g *Graph) noJournalKeys() []string {
+	return []string{g.base + "-m", g.base + "-x", g.base + "-w", g.base + "-s", g.meta}
+}
+
+// DeadLetterReceipt is the journaled decision to dead-letter an event.
+func DeadLetterReceipt(f dlq.Failure) string {
+	return "Q" + f.Code + "\x1f" + f.Stage + "\x1f" + f.Reason
+}
+
 // run sends the calls in one pipeline and returns the replies in input
 // order. A Redis that lost its scripts (a restart, a failover) gets them
-// again and the calls are repeated: calls that did apply return their stored
-// results the second time.
-func (g *Graph) run(ctx context.Context, calls [][]any) ([]string, error) {
-	keys := []string{g.meta}
+// again and the calls are repeated.
+func (g *Graph) run(ctx context.Context, calls []call) ([]string, error) {
 	for attempt := 0; ; attempt++ {
 		cmds := make([]*redis.Cmd, len(calls))
 		_, err := g.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, args := range calls {
-				cmds[i] = g.resolveS.EvalSha(ctx, p, keys, args...)
+			for i, c := range calls {
+				cmds[i] = g.resolveS.EvalSha(ctx, p, c.keys, c.args...)
 			}
 			return nil
 		})
@@ -317,13 +378,13 @@ func (g *Graph) run(ctx context.Context, calls [][]any) ([]string, error) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("identity: resolving events in Redis: %w", err)
+			return nil, fmt.Errorf("identity: resolving events in Redis: %w", journal.Classify(err))
 		}
 		var out []string
 		for _, c := range cmds {
 			vals, err := c.StringSlice()
 			if err != nil {
-				return nil, fmt.Errorf("identity: resolving events in Redis: %w", err)
+				return nil, fmt.Errorf("identity: resolving events in Redis: %w", journal.Classify(err))
 			}
 			out = append(out, vals...)
 		}
@@ -332,17 +393,23 @@ func (g *Graph) run(ctx context.Context, calls [][]any) ([]string, error) {
 }
 
 // args builds the script arguments of one chunk (see resolve.lua).
-func (g *Graph) args(batch []Input, prep []prepared) []any {
-	n := len(g.header) + 1 + 7*len(batch)
+func (g *Graph) args(header []any, batch []Input, prep []prepared) []any {
+	n := len(header) + len(g.header) + 1 + 8*len(batch)
 	for i := range prep {
 		n += 3 * len(prep[i].kept)
 	}
 	args := make([]any, 0, n)
+	args = append(args, header...)
 	args = append(args, g.header...)
 	args = append(args, len(batch))
 	var buf []byte
 	for i := range batch {
 		in := &batch[i]
+		off := strconv.FormatInt(in.Offset, 10)
+		if d := prep[i].decided; d != "" {
+			args = append(args, off, "Q", d)
+			continue
+		}
 		md := ""
 		if in.MessageID != "" {
 			buf = append(append(append(buf[:0], g.space...), 0, 'm', ':'), in.MessageID...)
@@ -356,8 +423,8 @@ func (g *Graph) args(batch []Input, prep []prepared) []any {
 		}
 		ext := ""
 		kept := prep[i].kept
-		args = append(args, strconv.FormatInt(int64(in.Partition), 10), strconv.FormatInt(in.Offset, 10), md, idx, unix-idx*g.window, "", len(kept))
-		extAt := len(args) - 2
+		args = append(args, off, "R", md, idx, unix-idx*g.window, "", prep[i].extra, len(kept))
+		extAt := len(args) - 3
 		for j, id := range kept {
 			code := codeOf(id.Type)
 			buf = append(append(append(append(buf[:0], g.space...), 0), code...), ':')
@@ -376,31 +443,51 @@ func (g *Graph) args(batch []Input, prep []prepared) []any {
 	return args
 }
 
+// Decode rebuilds the Result of an event from its receipt (what the
+// journal keeps, see ResolveJournaled): messageID and eventTime are the
+// event's, as given to Resolve.
+func (g *Graph) Decode(receipt, messageID string, eventTime time.Time) (Result, error) {
+	return g.decode(receipt, messageID, eventTime)
+}
+
 // decode turns one script reply into a Result. The reply is
 //
 //	"D"  duplicate
-//	"N"  no usable identifier
-//	"P" profile, then records separated by \x1e, fields by \x1f:
+//	"Q" code \x1f stage \x1f reason: a dead letter
+//	"P" profile, then records separated by \x1e, fields by \x1f, then
+//	   optionally \x1d and the normalisation rejections (JSON):
 //	   M from into via-code member...     a merge
 //	   L member code have limit           a limit rejection
 //	   X member code have limit other     a merge-protection rejection
-func (g *Graph) decode(blob string, in *Input, rejected []Rejection) (Result, error) {
+func (g *Graph) decode(blob, messageID string, eventTime time.Time) (Result, error) {
 	switch {
 	case blob == "D":
 		return Result{Duplicate: true}, nil
-	case blob == "N":
-		return Result{Rejected: rejected}, nil
+	case strings.HasPrefix(blob, "Q"):
+		f := strings.SplitN(blob[1:], "\x1f", 3)
+		if len(f) != 3 {
+			return Result{}, fmt.Errorf("unexpected dead-letter receipt %q", blob)
+		}
+		return Result{DeadLetter: &dlq.Failure{Code: f[0], Stage: f[1], Reason: f[2]}}, nil
 	case !strings.HasPrefix(blob, "P"):
 		return Result{}, fmt.Errorf("unexpected reply %q", blob)
 	}
-	recs := strings.Split(blob[1:], "\x1e")
-	r := Result{ProfileID: recs[0], Rejected: rejected}
+	body, extra, _ := strings.Cut(blob[1:], "\x1d")
+	recs := strings.Split(body, "\x1e")
+	r := Result{ProfileID: recs[0]}
+	if extra != "" {
+		rej, err := parseRejections(extra)
+		if err != nil {
+			return Result{}, err
+		}
+		r.Rejected = rej
+	}
 	for _, rec := range recs[1:] {
 		f := strings.Split(rec, "\x1f")
 		switch {
 		case f[0] == "M" && len(f) >= 4:
-			m := Merge{From: f[1], Into: f[2], TriggerMessageID: in.MessageID, Rule: "linked_by:" + g.rules.typeName(f[3]), Time: in.Time}
-			sum := sha256.Sum256([]byte(g.space + "\x00" + m.From + "\x00" + m.Into + "\x00" + in.MessageID))
+			m := Merge{From: f[1], Into: f[2], TriggerMessageID: messageID, Rule: "linked_by:" + g.rules.typeName(f[3]), Time: eventTime}
+			sum := sha256.Sum256([]byte(g.space + "\x00" + m.From + "\x00" + m.Into + "\x00" + messageID))
 			m.ID = b32.EncodeToString(sum[:12])
 			for _, mem := range f[4:] {
 				id, err := g.member(mem)
@@ -504,36 +591,6 @@ func (g *Graph) Profile(ctx context.Context, profileID string) (canonicalID stri
 		return cmp.Or(cmp.Compare(a.Type, b.Type), cmp.Compare(a.Value, b.Value))
 	})
 	return vals[0], ids, nil
-}
-
-// Committed tells the graph that the results of partition's events up to
-// and including offset are in Kafka for good (the transaction that carried
-// them committed), so they need not be kept for replays any more.
-func (g *Graph) Committed(ctx context.Context, partition int32, offset int64) error {
-	key := g.base + "r" + strconv.FormatInt(int64(partition), 10)
-	if err := g.rdb.XTrimMinID(ctx, key, strconv.FormatInt(offset+1, 10)+"-0").Err(); err != nil {
-		return fmt.Errorf("identity: dropping stored results of partition %d up to offset %d: %w", partition, offset, err)
-	}
-	return nil
-}
-
-// Applied returns the highest offset of partition whose effects are in the
-// graph; ok is false when none is. After a Redis failure that lost recent
-// writes, Applied can be below the group's committed offset: re-consume
-// from Applied+1 to bring the graph up to date.
-func (g *Graph) Applied(ctx context.Context, partition int32) (offset int64, ok bool, err error) {
-	v, err := g.rdb.HGet(ctx, g.base+"o", strconv.FormatInt(int64(partition), 10)).Result()
-	if errors.Is(err, redis.Nil) {
-		return 0, false, nil
-	}
-	if err != nil {
-		return 0, false, fmt.Errorf("identity: reading the applied offset of partition %d: %w", partition, err)
-	}
-	offset, err = strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		return 0, false, fmt.Errorf("identity: applied offset of partition %d is %q: %w", partition, v, err)
-	}
-	return offset, true, nil
 }
 
 // Stats are the graph's counters.

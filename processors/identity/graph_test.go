@@ -7,6 +7,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/streamcdp/streamcdp/internal/dlq"
+	"github.com/streamcdp/streamcdp/internal/journal"
+	"github.com/streamcdp/streamcdp/internal/processing"
 )
 
 func TestAnonymousBrowsingThenSignInMerges(t *testing.T) {
@@ -240,8 +244,11 @@ func TestUnusableEvents(t *testing.T) {
 	if r.ProfileID != "" || r.Duplicate || len(r.Rejected) != 3 {
 		t.Fatalf("result %+v: want no profile and three rejections", r)
 	}
+	if r.DeadLetter == nil || r.DeadLetter.Code != CodeNoIdentifier {
+		t.Fatalf("result %+v: want a dead letter %s", r, CodeNoIdentifier)
+	}
 	r = f.one("m2")
-	if r.ProfileID != "" || len(r.Rejected) != 0 {
+	if r.ProfileID != "" || len(r.Rejected) != 0 || r.DeadLetter == nil || !strings.Contains(r.DeadLetter.Reason, "has no identifier") {
 		t.Fatalf("no identifiers: %+v", r)
 	}
 	if p, ok, err := f.g.Lookup(f.ctx, Identifier{"user_id", "nobody"}); ok || err != nil || p != "" {
@@ -268,90 +275,130 @@ func replayBatch(f *fixture) []Input {
 	}
 }
 
-func TestReplayReturnsIdenticalResultsAndChangesNothing(t *testing.T) {
+// jstep is a minimal runtime for journaled Resolve calls: one partition,
+// steps chained as the processing runtime chains them.
+type jstep struct {
+	j              *journal.Redis
+	tp             processing.TopicPartition
+	epoch, seq     int64
+	committedSeq   int64
+}
+
+func (f *fixture) journalFor(g *Graph) *jstep {
+	f.t.Helper()
+	j := journal.New(f.rdb, g.prefix, "identity", journal.WithTag(func(processing.TopicPartition) string { return g.space }))
+	tp := processing.TopicPartition{Topic: "raw", Partition: 0}
+	st, err := j.Open(f.ctx, tp, 0)
+	if err != nil {
+		f.t.Fatalf("journal Open: %v", err)
+	}
+	return &jstep{j: j, tp: tp, epoch: st.Epoch, seq: st.Seq}
+}
+
+func (s *jstep) step(first, last int64) ([]string, []any) {
+	st := &processing.Step{Kind: processing.StepRecords, Seq: s.seq + 1, PrevSeq: s.seq, Epoch: s.epoch,
+		First: first, Last: last, CommittedSeq: s.committedSeq}
+	s.seq++
+	return s.j.Keys(s.tp), journal.StepArgs(st)
+}
+
+func TestJournaledResolveKeepsReceiptsThatRebuildResults(t *testing.T) {
 	f := newFixture(t, WithChunkSize(3))
 	batch := replayBatch(f)
-	first := f.resolve(f.g, batch...)
+	js := f.journalFor(f.g)
+	first, err := f.g.ResolveJournaled(f.ctx, batch, js.step)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(first[2].Merges) != 1 || len(first[3].Rejected) != 1 || !first[4].Duplicate || len(first[6].Merges) != 1 {
 		t.Fatalf("the batch does not exercise merges, rejections and duplicates: %+v", first)
 	}
-	before := dump(t, f.rdb, f.prefix)
-
-	// The runtime crashed before its Kafka transaction committed and sends
-	// the batch again.
-	again := f.resolve(f.g, batch...)
-	if !reflect.DeepEqual(first, again) {
-		t.Fatalf("replay differs:\nfirst %+v\nagain %+v", first, again)
+	// Reopen the journal as the runtime would after a crash: the entries
+	// are pending, and their receipts rebuild exactly the first results.
+	st, err := js.j.Open(f.ctx, js.tp, 0)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if after := dump(t, f.rdb, f.prefix); !reflect.DeepEqual(before, after) {
-		t.Fatalf("replay changed Redis:\nbefore %v\nafter  %v", before, after)
+	if len(st.Pending) != 3 || st.Seq != 3 || st.Applied != batch[len(batch)-1].Offset {
+		t.Fatalf("journal after 7 events in chunks of 3: %d pending, seq %d, applied %d", len(st.Pending), st.Seq, st.Applied)
 	}
-
-	// A replay cut differently, running into new events, equals one
-	// uninterrupted run of the same events.
-	more := []Input{f.ev("r7", "anonymous_id=a3", "user_id=u1"), f.ev("r8", "user_id=u9")}
-	res := f.resolve(f.g, append(batch[3:], more...)...)
-	if !reflect.DeepEqual(res[:4], first[3:]) {
-		t.Fatalf("overlapping replay differs:\n%+v\n%+v", res[:4], first[3:])
-	}
-	straight := f.graph("straight:", WithChunkSize(3))
-	want := f.resolve(straight, append(batch, more...)...)
-	if !reflect.DeepEqual(want[len(batch):], res[4:]) {
-		t.Fatalf("new events after a replay: %+v, uninterrupted run %+v", res[4:], want[len(batch):])
-	}
-	// The stored results differ in how they were chunked; the graph, the
-	// markers and the dedup state must not.
-	a, b := dump(t, f.rdb, f.prefix+"{"), dump(t, f.rdb, f.prefix+"straight:{")
-	for k := range a {
-		if strings.HasPrefix(k, "default}:r") {
-			delete(a, k)
-			delete(b, k)
+	for i, in := range batch {
+		e := st.Pending[i/3]
+		got, err := f.g.Decode(string(e.Receipts[in.Offset]), in.MessageID, in.Time)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, first[i]) {
+			t.Fatalf("event %d rebuilt from its receipt: %+v, first result %+v", i, got, first[i])
 		}
 	}
-	if len(a) < 5 || !reflect.DeepEqual(a, b) {
-		t.Fatalf("state after crash and replay differs from an uninterrupted run:\n%v\n%v", a, b)
-	}
 
-	// Once committed, results are dropped and the offsets are refused.
-	last := more[len(more)-1].Offset
-	if err := f.g.Committed(f.ctx, 0, last); err != nil {
-		t.Fatal(err)
+	// The journal refuses to apply again what it has, and a writer whose
+	// epoch is old, without changing anything.
+	before := dump(t, f.rdb, f.prefix)
+	stale := &jstep{j: js.j, tp: js.tp, epoch: js.epoch, seq: st.Seq}
+	if _, err := f.g.ResolveJournaled(f.ctx, batch[6:], stale.step); !errors.Is(err, processing.ErrFenced) {
+		t.Fatalf("a write with the epoch before the last Open: %v, want ErrFenced", err)
 	}
-	if n, err := f.rdb.XLen(f.ctx, f.prefix+"{default}:r0").Result(); err != nil || n != 0 {
-		t.Fatalf("after Committed %d results remain (%v)", n, err)
+	again := &jstep{j: js.j, tp: js.tp, epoch: st.Epoch, seq: st.Seq}
+	if _, err := f.g.ResolveJournaled(f.ctx, batch[6:], again.step); !errors.Is(err, processing.ErrDiverged) {
+		t.Fatalf("applying an applied offset again: %v, want ErrDiverged", err)
 	}
-	if _, err := f.g.Resolve(f.ctx, batch[:1]); err == nil || !strings.Contains(err.Error(), "committed") {
-		t.Fatalf("resolving a committed offset: %v, want an error", err)
+	lost := &jstep{j: js.j, tp: js.tp, epoch: st.Epoch, seq: st.Seq - 1}
+	if _, err := f.g.ResolveJournaled(f.ctx, []Input{f.ev("new", "user_id=u7")}, lost.step); !errors.Is(err, processing.ErrDiverged) {
+		t.Fatalf("a writer that missed a step: %v, want ErrDiverged", err)
+	}
+	if after := dump(t, f.rdb, f.prefix); !reflect.DeepEqual(before, after) {
+		t.Fatalf("refused writes changed Redis:\nbefore %v\nafter  %v", before, after)
 	}
 }
 
-func TestCommittedKeepsResultsAfterTheOffset(t *testing.T) {
-	f := newFixture(t, WithChunkSize(2))
-	batch := []Input{f.ev("a", "user_id=1"), f.ev("b", "user_id=2"), f.ev("c", "user_id=3"), f.ev("d", "user_id=4")}
-	first := f.resolve(f.g, batch...)
-	// The commit point falls inside a stored chunk: offsets 2 and 3 must
-	// still replay.
-	if err := f.g.Committed(f.ctx, 0, 2); err != nil {
+func TestDeadLetterDecisionsAreJournaledAndLeaveNoDedupMark(t *testing.T) {
+	blocking := DefaultRules()
+	blocking.Blocked = []string{"test@example.com"}
+	f := newFixture(t, WithRules(blocking))
+	js := f.journalFor(f.g)
+	decided := DeadLetterReceipt(dlq.Failure{Code: "unknown_schema", Stage: "decode", Reason: "schema id 99 is not registered"})
+	batch := []Input{
+		{Offset: 0, Decided: decided},
+		f.ev("m-blocked", "email=test@example.com"),
+		f.ev("m-ok", "user_id=u1"),
+	}
+	batch[1].Offset, batch[2].Offset = 1, 2
+	res, err := f.g.ResolveJournaled(f.ctx, batch, js.step)
+	if err != nil {
 		t.Fatal(err)
 	}
-	again := f.resolve(f.g, batch[3:]...)
-	if !reflect.DeepEqual(again, first[3:]) {
-		t.Fatalf("replay after a partial commit: %+v, want %+v", again, first[3:])
+	if d := res[0].DeadLetter; d == nil || d.Code != "unknown_schema" || d.Stage != "decode" {
+		t.Errorf("decided event: %+v", res[0])
 	}
-}
-
-func TestApplied(t *testing.T) {
-	f := newFixture(t)
-	if _, ok, err := f.g.Applied(f.ctx, 0); ok || err != nil {
-		t.Fatalf("Applied before any event: ok %v, %v", ok, err)
+	if d := res[1].DeadLetter; d == nil || d.Code != CodeNoIdentifier || !strings.Contains(d.Reason, "blocked") {
+		t.Errorf("event without a usable identifier: %+v", res[1])
 	}
-	f.one("a", "user_id=1")
-	f.one("b", "user_id=2")
-	if off, ok, err := f.g.Applied(f.ctx, 0); !ok || err != nil || off != 1 {
-		t.Fatalf("Applied = %d %v %v, want 1", off, ok, err)
+	if res[2].ProfileID == "" {
+		t.Errorf("good event not resolved: %+v", res[2])
 	}
-	if _, ok, _ := f.g.Applied(f.ctx, 1); ok {
-		t.Fatal("Applied reports a partition that saw nothing")
+	for k := range dump(t, f.rdb, f.prefix) {
+		if strings.HasPrefix(k, "{default}:d") {
+			n, _ := f.rdb.HLen(f.ctx, f.prefix+k).Result()
+			if n != 1 {
+				t.Errorf("dedup bucket %s holds %d marks, want 1 (only the resolved event's)", k, n)
+			}
+		}
+	}
+	st, err := js.j.Open(f.ctx, js.tp, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(st.Pending[0].Receipts[0]); got != decided {
+		t.Errorf("journaled receipt of the decided event: %q, want %q", got, decided)
+	}
+	// The same message resolves once its identifier is allowed (a replay
+	// from the dead-letter topic after the rule changed).
+	open := f.graph("", WithRules(DefaultRules()))
+	again := f.resolve(open, Input{MessageID: "m-blocked", Identifiers: []Identifier{{"email", "test@example.com"}}, Time: batch[1].Time, Offset: 3})
+	if again[0].Duplicate || again[0].ProfileID == "" {
+		t.Errorf("the dead-lettered message replayed after the fix: %+v, want resolved", again[0])
 	}
 }
 

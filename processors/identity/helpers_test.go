@@ -49,7 +49,7 @@ func (f *fixture) graph(sub string, opts ...Option) *Graph {
 // ev builds an input on the fixture's partition with the next offset; ids
 // are "type=value".
 func (f *fixture) ev(msg string, ids ...string) Input {
-	in := Input{MessageID: msg, Partition: f.part, Offset: f.off, Time: f.t0.Add(time.Duration(f.off) * time.Second)}
+	in := Input{MessageID: msg, Offset: f.off, Time: f.t0.Add(time.Duration(f.off) * time.Second)}
 	f.off++
 	for _, s := range ids {
 		typ, val, ok := strings.Cut(s, "=")

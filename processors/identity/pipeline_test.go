@@ -111,7 +111,8 @@ func (s *stage) startWith(t testing.TB, n int, svc config.Services) (procs []*id
 		}
 		t.Cleanup(closeFn) // the graph stays readable after stop
 		r, err := processing.New(processing.Config{Name: "identity", Brokers: s.env.Services.KafkaBrokers, Group: s.group,
-			Inputs: []string{s.raw}, InstanceID: fmt.Sprintf("%s-%d", s.env.ID, i), Metrics: m, MaxBackoff: 200 * time.Millisecond}, p)
+			Inputs: []string{s.raw}, InstanceID: fmt.Sprintf("%s-%d", s.env.ID, i), Metrics: m, MaxBackoff: 200 * time.Millisecond,
+			Journal: p.Journal(), DeadLetterTopic: s.dlqT}, p)
 		if err != nil {
 			t.Fatal(err)
 		}

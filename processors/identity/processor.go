@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/streamcdp/streamcdp/internal/dlq"
+	"github.com/streamcdp/streamcdp/internal/journal"
 	"github.com/streamcdp/streamcdp/internal/processing"
 	"github.com/streamcdp/streamcdp/internal/validate"
 	"github.com/streamcdp/streamcdp/schemas"
@@ -44,12 +45,13 @@ type ProcessorConfig struct {
 }
 
 // Processor is the identity stage: raw events in, resolved events, merges
-// and dead letters out. It implements processing.Handler, Committer and
-// Checker.
+// and dead letters out. It implements processing.Processor (a task per
+// raw partition, journaled in the graph's slot) and processing.Checker.
 type Processor struct {
 	cfg        ProcessorConfig
 	serde      *schemas.Serde
 	graph      *Graph
+	journal    *journal.Redis
 	rdb        redis.UniversalClient
 	log        *zap.Logger
 	dropped    *prometheus.CounterVec
@@ -71,6 +73,7 @@ func NewProcessor(cfg ProcessorConfig, serde *schemas.Serde, g *Graph, rdb redis
 	}
 	p := &Processor{
 		cfg: cfg, serde: serde, graph: g, rdb: rdb, log: log, now: time.Now,
+		journal: journal.New(rdb, g.prefix, "identity", journal.WithTag(func(processing.TopicPartition) string { return g.space })),
 		dropped: m.Dropped,
 		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "cdp", Subsystem: "identity", Name: "rejections_total",
 			Help: "Identifiers not linked, by rule (blocked, invalid, limit, merge_protection, ...)."}, []string{"rule"}),
@@ -145,81 +148,127 @@ func splitPath(p string) (field, key string, ok bool) {
 	return "", "", false
 }
 
-// Process decodes, validates and resolves one partition's records. Decode
-// and validation failures become dead letters; a registry or Redis outage
-// returns an error so the batch is retried.
-func (p *Processor) Process(ctx context.Context, topic string, partition int32, recs []*kgo.Record) ([]*kgo.Record, error) {
+// NewTask implements processing.Processor: identity keeps no state per
+// partition besides the journal, which the runtime reads.
+func (p *Processor) NewTask(tp processing.TopicPartition) (processing.Task, error) {
+	if p.journal == nil {
+		return nil, fmt.Errorf("identity: the processor has no journal (use Open, or WithJournal)")
+	}
+	return &task{p: p, tp: tp}, nil
+}
+
+// task is the identity work of one partition of the raw topic.
+type task struct {
+	p  *Processor
+	tp processing.TopicPartition
+}
+
+func (t *task) Open(context.Context, *processing.TaskContext) error { return nil }
+func (t *task) Close(processing.CloseReason)                       {}
+
+// Process decodes, validates and resolves one partition's records, every
+// decision journaled with the graph's changes. Decode and validation
+// failures become dead letters; a registry or Redis outage returns a
+// transient error so the records come again after a backoff.
+func (t *task) Process(ctx context.Context, tc *processing.TaskContext, recs []*kgo.Record) error {
+	p := t.p
 	now := p.now()
-	out := make([]*kgo.Record, 0, len(recs)+len(recs)/8)
-	inputs := make([]Input, 0, len(recs))
-	kept := make([]int, 0, len(recs)) // index in recs of each input
+	inputs := make([]Input, len(recs))
 	events := make([]schemas.Event, len(recs))
 	for i, rec := range recs {
 		ev := &events[i]
+		inputs[i].Offset = rec.Offset
 		if err := p.serde.DecodeInto(ctx, rec.Value, ev); err != nil {
 			if schemas.IsTransient(err) {
-				return nil, fmt.Errorf("decoding %s[%d]@%d: %w", topic, partition, rec.Offset, err)
+				return processing.Transient(fmt.Errorf("decoding %s@%d: %w", t.tp, rec.Offset, err))
 			}
-			out = append(out, p.deadLetter(rec, dlq.FailureOf(dlq.StageDecode, err), now))
+			inputs[i].Decided = DeadLetterReceipt(dlq.FailureOf(dlq.StageDecode, err))
 			continue
 		}
 		if err := validate.Event(ev, len(rec.Value), rec.Timestamp); err != nil {
-			out = append(out, p.deadLetter(rec, dlq.FailureOf(dlq.StageValidate, err), now))
+			inputs[i].Decided = DeadLetterReceipt(dlq.FailureOf(dlq.StageValidate, err))
 			continue
 		}
-		inputs = append(inputs, Input{
-			MessageID:   ev.MessageID,
-			Identifiers: Identifiers(ev, p.cfg.Custom),
-			Time:        ev.EventTime(rec.Timestamp),
-			Partition:   partition,
-			Offset:      rec.Offset,
-		})
-		kept = append(kept, i)
+		inputs[i].MessageID = ev.MessageID
+		inputs[i].Identifiers = Identifiers(ev, p.cfg.Custom)
+		inputs[i].Time = ev.EventTime(rec.Timestamp)
 	}
-	if len(inputs) == 0 {
-		return out, nil
-	}
-	results, err := p.graph.Resolve(ctx, inputs)
+	j := p.journal
+	results, err := p.graph.ResolveJournaled(ctx, inputs, func(first, last int64) ([]string, []any) {
+		return j.Keys(t.tp), journal.StepArgs(tc.BeginStep(first, last))
+	})
 	if err != nil {
-		return nil, fmt.Errorf("resolving identities of %s[%d] from offset %d: %w", topic, partition, recs[0].Offset, err)
+		return fmt.Errorf("resolving identities of %s from offset %d: %w", t.tp, recs[0].Offset, err)
 	}
-	for j, res := range results {
-		rec, in := recs[kept[j]], &inputs[j]
-		for _, r := range res.Rejected {
-			p.rejections.WithLabelValues(r.Rule).Inc()
-		}
-		switch {
-		case res.Duplicate:
-			p.dropped.WithLabelValues("identity", "duplicate").Inc()
-			continue
-		case res.ProfileID == "":
-			out = append(out, p.deadLetter(rec, dlq.Failure{Code: CodeNoIdentifier, Stage: "identity",
-				Reason: "no identifier survived the identity rules: " + rejectionSummary(res.Rejected)}, now))
-			continue
-		}
-		resolved := schemas.ResolvedEvent{ProfileID: res.ProfileID, Timestamp: in.Time, Event: events[kept[j]]}
-		val, err := p.serde.EncodeResolvedFrom(ctx, nil, p.cfg.ResolvedTopic, rec.Value, &resolved)
-		if err != nil {
-			return nil, fmt.Errorf("encoding resolved event %s: %w", in.MessageID, err)
-		}
-		r := &kgo.Record{Topic: p.cfg.ResolvedTopic, Key: []byte(res.ProfileID), Value: val, Timestamp: rec.Timestamp}
-		if len(res.Rejected) > 0 {
-			r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderRejected, Value: rejectionJSON(res.Rejected)})
-		}
-		out = append(out, r)
-		for _, m := range res.Merges {
-			mv, err := p.serde.EncodeNative(ctx, p.cfg.MergesTopic, schemas.IdentityMergeSchema, mergeNative(m))
-			if err != nil {
-				return nil, fmt.Errorf("encoding merge %s: %w", m.ID, err)
-			}
-			// Keyed by the survivor, so every merge into one profile is in
-			// order on one partition.
-			out = append(out, &kgo.Record{Topic: p.cfg.MergesTopic, Key: []byte(m.Into), Value: mv, Timestamp: rec.Timestamp})
-			p.merges.Inc()
+	for i, res := range results {
+		if err := p.emit(ctx, tc, recs[i], &events[i], res, now); err != nil {
+			return err
 		}
 	}
-	return out, nil
+	return nil
 }
+
+// Replay implements processing.Replayer: the outputs of a record whose
+// effects are in the graph, rebuilt from its receipt.
+func (t *task) Replay(ctx context.Context, tc *processing.TaskContext, rec *kgo.Record, receipt []byte) error {
+	p := t.p
+	var ev schemas.Event
+	blob := string(receipt)
+	if blob != "D" && !strings.HasPrefix(blob, "Q") {
+		// The event decoded when it was resolved, so it decodes now: the
+		// writer schema of an id never changes.
+		if err := p.serde.DecodeInto(ctx, rec.Value, &ev); err != nil {
+			return processing.Transient(fmt.Errorf("decoding %s@%d again: %w", t.tp, rec.Offset, err))
+		}
+	}
+	res, err := p.graph.Decode(blob, ev.MessageID, ev.EventTime(rec.Timestamp))
+	if err != nil {
+		return fmt.Errorf("receipt of %s@%d: %w", t.tp, rec.Offset, err)
+	}
+	return p.emit(ctx, tc, rec, &ev, res, p.now())
+}
+
+// emit produces what one event's result says: a resolved event and its
+// merges, a dead letter, or nothing (a duplicate).
+func (p *Processor) emit(ctx context.Context, tc *processing.TaskContext, rec *kgo.Record, ev *schemas.Event, res Result, now time.Time) error {
+	for _, r := range res.Rejected {
+		p.rejections.WithLabelValues(r.Rule).Inc()
+	}
+	switch {
+	case res.Duplicate:
+		p.dropped.WithLabelValues("identity", "duplicate").Inc()
+		return nil
+	case res.DeadLetter != nil:
+		tc.Emit(p.deadLetter(rec, *res.DeadLetter, now))
+		return nil
+	}
+	resolved := schemas.ResolvedEvent{ProfileID: res.ProfileID, Timestamp: ev.EventTime(rec.Timestamp), Event: *ev}
+	val, err := p.serde.EncodeResolvedFrom(ctx, nil, p.cfg.ResolvedTopic, rec.Value, &resolved)
+	if err != nil {
+		return fmt.Errorf("encoding resolved event %s: %w", ev.MessageID, err)
+	}
+	r := &kgo.Record{Topic: p.cfg.ResolvedTopic, Key: []byte(res.ProfileID), Value: val, Timestamp: rec.Timestamp}
+	if len(res.Rejected) > 0 {
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderRejected, Value: rejectionJSON(res.Rejected)})
+	}
+	tc.Emit(r)
+	for _, m := range res.Merges {
+		mv, err := p.serde.EncodeNative(ctx, p.cfg.MergesTopic, schemas.IdentityMergeSchema, mergeNative(m))
+		if err != nil {
+			return fmt.Errorf("encoding merge %s: %w", m.ID, err)
+		}
+		// Keyed by the survivor, so every merge into one profile is in
+		// order on one partition.
+		tc.Emit(&kgo.Record{Topic: p.cfg.MergesTopic, Key: []byte(m.Into), Value: mv, Timestamp: rec.Timestamp})
+		p.merges.Inc()
+	}
+	return nil
+}
+
+// Journal is where the processor's tasks journal their steps: in the
+// graph's hash slot, so that a step is one script call with the graph's
+// changes. The runner needs it in its Config.
+func (p *Processor) Journal() *journal.Redis { return p.journal }
 
 func (p *Processor) deadLetter(rec *kgo.Record, f dlq.Failure, now time.Time) *kgo.Record {
 	p.dropped.WithLabelValues("identity", "dlq:"+f.Code).Inc()
@@ -252,24 +301,32 @@ func rejectionSummary(rs []Rejection) string {
 	return strings.Join(parts, "; ")
 }
 
+type rejectionJ struct {
+	Type   string `json:"type"`
+	Value  string `json:"value"`
+	Rule   string `json:"rule"`
+	Reason string `json:"reason"`
+}
+
 func rejectionJSON(rs []Rejection) []byte {
-	type j struct {
-		Type   string `json:"type"`
-		Value  string `json:"value"`
-		Rule   string `json:"rule"`
-		Reason string `json:"reason"`
-	}
-	out := make([]j, len(rs))
+	out := make([]rejectionJ, len(rs))
 	for i, r := range rs {
-		out[i] = j{r.Identifier.Type, r.Identifier.Value, r.Rule, r.Reason}
+		out[i] = rejectionJ{r.Identifier.Type, r.Identifier.Value, r.Rule, r.Reason}
 	}
 	b, _ := json.Marshal(out)
 	return b
 }
 
-// Committed drops the graph's stored results up to the committed offset.
-func (p *Processor) Committed(ctx context.Context, _ string, partition int32, next int64) error {
-	return p.graph.Committed(ctx, partition, next-1)
+func parseRejections(s string) ([]Rejection, error) {
+	var js []rejectionJ
+	if err := json.Unmarshal([]byte(s), &js); err != nil {
+		return nil, fmt.Errorf("rejections in a receipt: %w", err)
+	}
+	out := make([]Rejection, len(js))
+	for i, j := range js {
+		out[i] = Rejection{Identifier: Identifier{j.Type, j.Value}, Rule: j.Rule, Reason: j.Reason}
+	}
+	return out, nil
 }
 
 // Check reports whether Redis answers.

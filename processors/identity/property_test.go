@@ -93,7 +93,7 @@ func unlimitedRules() Rules {
 func resolveSequential(t *testing.T, ctx context.Context, g *Graph, r *rand.Rand, events []Input) {
 	t.Helper()
 	for i := range events {
-		events[i].Partition, events[i].Offset = 0, int64(i)
+		events[i].Offset = int64(i)
 	}
 	for start := 0; start < len(events); {
 		end := min(len(events), start+1+r.IntN(80))
@@ -112,7 +112,7 @@ func resolveConcurrent(t *testing.T, ctx context.Context, g *Graph, seed uint64,
 	parts := make([][]Input, 4)
 	for i, e := range events {
 		p := i % 4
-		e.Partition, e.Offset = int32(p), int64(len(parts[p]))
+		e.Offset = int64(len(parts[p]))
 		parts[p] = append(parts[p], e)
 	}
 	var wg sync.WaitGroup

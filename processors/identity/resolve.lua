@@ -1,25 +1,32 @@
 #!lua
 -- Resolves a chunk of events against the identity graph of one space,
--- atomically. graph.go builds ARGV and decodes the reply; doc.go describes
--- the keys. Every key is KEYS[1]'s prefix plus a suffix, so all of them
--- hash to KEYS[1]'s slot (the space's hash tag) and Redis Cluster routes
--- the whole script to one shard.
+-- atomically, and journals it (internal/journal: the library is prepended
+-- to this script). graph.go builds ARGV and decodes the reply; doc.go
+-- describes the keys. KEYS: the partition's four journal keys, then the
+-- space's counter key; every graph key is KEYS[5]'s prefix plus a suffix,
+-- so all of them, and the journal's (same hash tag), hash to one slot.
 --
--- ARGV: window, dedup ttl, initial buckets, load factor, space,
+-- ARGV: the journal step header (or '-' and 9 blanks: not journaled), then
+--       window, dedup ttl, initial buckets, load factor, space,
 --       nlim, (code, limit) * nlim,
---       nev, per event: partition, offset, msg digest, dedup bucket,
---       seconds into the bucket, new profile id, nids,
---       per identifier (priority order): digest, code, "code:value".
--- Reply: one result string per event (see decodeResult in graph.go).
+--       nev, per event: offset, kind;
+--         kind 'Q' (decided before: a dead letter): receipt;
+--         kind 'R': msg digest, dedup bucket, seconds into the bucket,
+--         new profile id, extra (appended to the receipt), nids,
+--         per identifier (priority order): digest, code, "code:value".
+-- Reply: one receipt per event (see decode in graph.go).
 
-local meta = KEYS[1]
+local journaled = ARGV[1] ~= '-'
+local i = 11
+if journaled then i = J.begin(1, 1) end
+local meta = KEYS[5]
 local pre = string.sub(meta, 1, -2)
 local A = ARGV
-local W = tonumber(A[1])
-local ttl = tonumber(A[2])
-local space = A[5]
-
-local i = 6
+local W = tonumber(A[i])
+local ttl = tonumber(A[i + 1])
+local ib, il = A[i + 2], A[i + 3]
+local space = A[i + 4]
+i = i + 5
 local nlim = tonumber(A[i]); i = i + 1
 local limit, lcodes, lfields = {}, {}, {}
 for k = 1, nlim do
@@ -29,54 +36,20 @@ end
 local nev = tonumber(A[i]); i = i + 1
 local evs = {}
 for e = 1, nev do
-  local n = tonumber(A[i + 6])
-  evs[e] = { part = A[i], off = A[i + 1], md = A[i + 2], didx = tonumber(A[i + 3]),
-             drel = tonumber(A[i + 4]), ext = A[i + 5], n = n, i0 = i + 7 }
-  i = i + 7 + 3 * n
-end
-
--- Replays first, before any write: an event at or below its partition's
--- applied marker was applied by an earlier call whose Kafka transaction did
--- not commit; return what that call returned.
-local marker = {}
-local function applied(part)
-  local v = marker[part]
-  if v == nil then
-    v = tonumber(redis.call('HGET', pre .. 'o', part) or '-1')
-    marker[part] = v
-  end
-  return v
-end
-local out = {}
-local entry = {}
-for e = 1, nev do
-  local ev = evs[e]
-  if tonumber(ev.off) <= applied(ev.part) then
-    local map = entry[ev.part]
-    local blob = map and map[ev.off]
-    if not blob then
-      local r = redis.call('XRANGE', pre .. 'r' .. ev.part, ev.off .. '-0', '+', 'COUNT', 1)
-      if #r > 0 then
-        map = {}
-        local f = r[1][2]
-        for k = 1, #f, 2 do map[f[k]] = f[k + 1] end
-        entry[ev.part] = map
-        blob = map[ev.off]
-      end
-    end
-    if not blob then
-      return redis.error_reply('identity: partition ' .. ev.part .. ' offset ' .. ev.off ..
-        ' was applied (applied up to ' .. marker[ev.part] .. ') but its result is no longer kept,' ..
-        ' so it was committed: a committed offset must not be processed again;' ..
-        ' to reprocess a partition from an earlier offset, rebuild the identity graph')
-    end
-    out[e] = blob
+  if A[i + 1] == 'Q' then
+    evs[e] = { off = A[i], decided = A[i + 2] }
+    i = i + 3
+  else
+    local n = tonumber(A[i + 7])
+    evs[e] = { off = A[i], md = A[i + 2], didx = tonumber(A[i + 3]), drel = tonumber(A[i + 4]),
+               ext = A[i + 5], extra = A[i + 6], n = n, i0 = i + 8 }
+    i = i + 8 + 3 * n
   end
 end
 
 local m = redis.call('HMGET', meta, 'n0', 'f', 'l', 's', 'n', 'c', 'np', 'ni')
-local n0 = tonumber(m[1]) or tonumber(A[3])
-local load = tonumber(m[2]) or tonumber(A[4])
+local n0 = tonumber(m[1]) or tonumber(ib)
+local load = tonumber(m[2]) or tonumber(il)
 local lvl, sp = tonumber(m[3]) or 0, tonumber(m[4]) or 0
 local cnt, ctr = tonumber(m[5]) or 0, tonumber(m[6]) or 0
 local np, ni = tonumber(m[7]) or 0, tonumber(m[8]) or 0
@@ -299,10 +272,16 @@ local function resolve(ev)
   return blob
 end
 
-local res, parts, last, expiring = {}, {}, {}, {}
+local out, expiring = {}, {}
 for e = 1, nev do
-  if not out[e] then
-    local ev = evs[e]
+  local ev = evs[e]
+  local blob
+  if ev.decided then
+    -- Decided before the graph was asked (undecodable, invalid, no usable
+    -- identifier): journaled as it is, and no dedup mark is left, so a
+    -- replay from the dead-letter topic after a fix is not a duplicate.
+    blob = ev.decided
+  else
     local dup = false
     if ev.md ~= '' then
       -- Own bucket first: a copy carries the original's timestamp, so it
@@ -320,34 +299,17 @@ for e = 1, nev do
         end
       end
     end
-    local blob
     if dup then
       blob = 'D'
-    elseif ev.n == 0 then
-      blob = 'N'
     else
       blob = resolve(ev)
+      if ev.extra ~= '' then blob = blob .. '\29' .. ev.extra end
     end
-    out[e] = blob
-    local r = res[ev.part]
-    if not r then
-      r = {}
-      res[ev.part] = r
-      parts[#parts + 1] = ev.part
-    end
-    r[#r + 1] = ev.off
-    r[#r + 1] = blob
-    last[ev.part] = ev.off
   end
+  out[e] = blob
+  if journaled then J.receipt(ev.off, blob) end
 end
 
-if #parts > 0 then
-  redis.call('HSET', meta, 'n0', n0, 'f', load, 'l', lvl, 's', sp, 'n', cnt, 'c', ctr, 'np', np, 'ni', ni)
-  for _, p in ipairs(parts) do
-    -- The stream entry's id is the last offset it holds, so that trimming
-    -- below a committed offset never drops a result that is still needed.
-    redis.call('XADD', pre .. 'r' .. p, last[p] .. '-1', unpack(res[p]))
-    redis.call('HSET', pre .. 'o', p, last[p])
-  end
-end
+redis.call('HSET', meta, 'n0', n0, 'f', load, 'l', lvl, 's', sp, 'n', cnt, 'c', ctr, 'np', np, 'ni', ni)
+if journaled then J.finish() end
 return out
