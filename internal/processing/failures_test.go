@@ -30,7 +30,7 @@ func (p *poisonProc) NewTask(processing.TopicPartition) (processing.Task, error)
 type poisonTask struct{ p *poisonProc }
 
 func (t *poisonTask) Open(context.Context, *processing.TaskContext) error { return nil }
-func (t *poisonTask) Close(processing.CloseReason)                       {}
+func (t *poisonTask) Close(processing.CloseReason)                        {}
 
 func (t *poisonTask) Process(_ context.Context, tc *processing.TaskContext, recs []*kgo.Record) error {
 	for _, rec := range recs {

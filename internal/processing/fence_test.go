@@ -34,7 +34,7 @@ func (p *slowLogProc) NewTask(processing.TopicPartition) (processing.Task, error
 type slowLogTask struct{ p *slowLogProc }
 
 func (t *slowLogTask) Open(context.Context, *processing.TaskContext) error { return nil }
-func (t *slowLogTask) Close(processing.CloseReason)                       {}
+func (t *slowLogTask) Close(processing.CloseReason)                        {}
 
 func (t *slowLogTask) Process(ctx context.Context, tc *processing.TaskContext, recs []*kgo.Record) error {
 	for _, rec := range recs {

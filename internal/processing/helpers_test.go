@@ -61,7 +61,7 @@ func (t *countTask) PreCommit(context.Context, *processing.TaskContext) error {
 }
 
 func (t *countTask) Open(context.Context, *processing.TaskContext) error { return nil }
-func (t *countTask) Close(processing.CloseReason)                       {}
+func (t *countTask) Close(processing.CloseReason)                        {}
 
 func (t *countTask) Process(_ context.Context, tc *processing.TaskContext, recs []*kgo.Record) error {
 	t.p.calls.Add(1)

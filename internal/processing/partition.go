@@ -16,12 +16,12 @@ import (
 
 // ptask is the runner's side of one partition's task.
 type ptask struct {
-	r     *Runner
-	s     *session
-	tp    TopicPartition
-	log   *zap.Logger
-	task  Task // nil until opened (and after a failed open)
-	tc    *TaskContext
+	r    *Runner
+	s    *session
+	tp   TopicPartition
+	log  *zap.Logger
+	task Task // nil until opened (and after a failed open)
+	tc   *TaskContext
 	// failed: paused until retryAt after a failure; the task is opened
 	// again then if it is nil.
 	failed bool

@@ -36,7 +36,7 @@ type markerTask struct {
 }
 
 func (t *markerTask) Open(context.Context, *processing.TaskContext) error { return nil }
-func (t *markerTask) Close(processing.CloseReason)                       {}
+func (t *markerTask) Close(processing.CloseReason)                        {}
 
 func (t *markerTask) Process(ctx context.Context, tc *processing.TaskContext, recs []*kgo.Record) error {
 	marker := fmt.Sprintf("%smarker:%d", t.p.prefix, t.tp.Partition)

@@ -29,7 +29,7 @@ func (p *timerProc) NewTask(processing.TopicPartition) (processing.Task, error) 
 type timerTask struct{ p *timerProc }
 
 func (t *timerTask) Open(context.Context, *processing.TaskContext) error { return nil }
-func (t *timerTask) Close(processing.CloseReason)                       {}
+func (t *timerTask) Close(processing.CloseReason)                        {}
 
 func (t *timerTask) Process(_ context.Context, tc *processing.TaskContext, recs []*kgo.Record) error {
 	for _, rec := range recs {

@@ -278,10 +278,10 @@ func replayBatch(f *fixture) []Input {
 // jstep is a minimal runtime for journaled Resolve calls: one partition,
 // steps chained as the processing runtime chains them.
 type jstep struct {
-	j              *journal.Redis
-	tp             processing.TopicPartition
-	epoch, seq     int64
-	committedSeq   int64
+	j            *journal.Redis
+	tp           processing.TopicPartition
+	epoch, seq   int64
+	committedSeq int64
 }
 
 func (f *fixture) journalFor(g *Graph) *jstep {

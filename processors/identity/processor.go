@@ -164,7 +164,7 @@ type task struct {
 }
 
 func (t *task) Open(context.Context, *processing.TaskContext) error { return nil }
-func (t *task) Close(processing.CloseReason)                       {}
+func (t *task) Close(processing.CloseReason)                        {}
 
 // Process decodes, validates and resolves one partition's records, every
 // decision journaled with the graph's changes. Decode and validation
