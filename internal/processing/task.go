@@ -59,6 +59,13 @@ type PreCommitter interface {
 	PreCommit(ctx context.Context, tc *TaskContext) error
 }
 
+// PostCommitter is implemented by tasks that keep something until it is
+// committed (a count to report, a cache to trust). PostCommit runs after
+// every committed transaction the task had work in; it must not fail.
+type PostCommitter interface {
+	PostCommit(tc *TaskContext)
+}
+
 // Replayer is implemented by tasks that journal their own steps (a Lua
 // script that writes the journal entry with its effects, see
 // TaskContext.BeginStep) and keep a small receipt per record instead of

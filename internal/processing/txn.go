@@ -295,6 +295,9 @@ func (s *session) commit(ctx context.Context) error {
 		}
 		if pt.dirty {
 			pt.committed = pt.position
+			if pc, ok := pt.task.(PostCommitter); ok {
+				pc.PostCommit(pt.tc)
+			}
 		}
 		pt.committedSeq, pt.committedST = pt.doneSeq, pt.streamTime
 		pt.dirty = false
