@@ -102,8 +102,10 @@ func TestPausedInstanceWritesNothingAfterTheNewOwnerStarted(t *testing.T) {
 	}()
 	group := env.Services.Topic("fence")
 	spec := helperSpec{Kind: "slowlog", Brokers: env.Services.KafkaBrokers, RedisURL: env.Services.RedisURL, Prefix: env.RedisPrefix(),
-		Group: group, Inputs: []string{in}, Instance: "A", SessionTimeout: 6 * time.Second, RebalanceTimeout: 9 * time.Second,
-		StepDelay: 300 * time.Millisecond}
+		Group: group, Inputs: []string{in}, Instance: "A", SessionTimeout: 6 * time.Second, StepDelay: 300 * time.Millisecond,
+		// A's step deadline outlasts the pause, so that A, woken up, does
+		// try to write (with a shorter one it would give up by itself).
+		ProcessingTimeout: 25 * time.Second, TransactionTimeout: 60 * time.Second, RebalanceTimeout: 60 * time.Second}
 	logPath := filepath.Join(t.TempDir(), "a.log")
 	if p := os.Getenv("CDP_TEST_CHILD_LOG"); p != "" {
 		logPath = p
@@ -115,7 +117,7 @@ func TestPausedInstanceWritesNothingAfterTheNewOwnerStarted(t *testing.T) {
 
 	cfg := baseConfig(t, env, "slowlog", in)
 	cfg.Group, cfg.InstanceID, cfg.MaxPollRecords = group, "B", 20
-	cfg.SessionTimeout, cfg.RebalanceTimeout, cfg.ProcessingTimeout = 6*time.Second, 9*time.Second, 3*time.Second
+	cfg.SessionTimeout = 6 * time.Second
 	cfg.Journal = newJournal(env, rdb, "slowlog")
 	if os.Getenv("CDP_TEST_KGO_LOG") != "" {
 		cfg.KafkaOpts = []kgo.Opt{kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelInfo, nil))}

@@ -42,8 +42,10 @@ type helperSpec struct {
 	SessionTimeout time.Duration
 	// RebalanceTimeout bounds how long a rebalance waits for a member that
 	// does not answer (a stopped process).
-	RebalanceTimeout time.Duration
-	StepDelay        time.Duration
+	RebalanceTimeout   time.Duration
+	ProcessingTimeout  time.Duration
+	TransactionTimeout time.Duration
+	StepDelay          time.Duration
 }
 
 func runHelper(raw string) int {
@@ -67,9 +69,7 @@ func runHelper(raw string) int {
 		StaticMembership: spec.Static, SessionTimeout: spec.SessionTimeout, RebalanceTimeout: spec.RebalanceTimeout, MaxPollRecords: 20,
 		MaxBackoff: 200 * time.Millisecond, Logger: log, Journal: journal.New(rdb, spec.Prefix, spec.Kind),
 	}
-	if spec.RebalanceTimeout > 0 {
-		cfg.ProcessingTimeout = spec.RebalanceTimeout / 3
-	}
+	cfg.ProcessingTimeout, cfg.TransactionTimeout = spec.ProcessingTimeout, spec.TransactionTimeout
 	var p processing.Processor
 	switch spec.Kind {
 	case "timers":

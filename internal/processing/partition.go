@@ -172,6 +172,7 @@ func (pt *ptask) repair(ctx context.Context, from, to int64) error {
 		kgo.SeedBrokers(r.cfg.Brokers...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{pt.tp.Topic: {pt.tp.Partition: kgo.NewOffset().At(from)}}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(), // the committed offset may be just past a marker
 	}, r.cfg.KafkaOpts...)...)
 	if err != nil {
 		return fmt.Errorf("repair: Kafka client: %w", err)
@@ -179,6 +180,7 @@ func (pt *ptask) repair(ctx context.Context, from, to int64) error {
 	defer cl.Close()
 	pt.repairing = true
 	defer func() { pt.repairing = false }()
+	pt.position = from
 	repaired := 0
 	for pt.position < to {
 		pctx, cancel := context.WithTimeout(ctx, 2*r.cfg.ProcessingTimeout)
@@ -238,8 +240,8 @@ func (pt *ptask) logStart(ctx context.Context) (int64, error) {
 // pt.tc.out for the transaction.
 func (pt *ptask) stepRecords(ctx context.Context, recs []*kgo.Record) error {
 	if hasControl(recs) {
-		// Only returned with StopAt: transaction markers move the position
-		// but are not the task's business.
+		// Transaction markers move the position but are not the task's
+		// business.
 		end := recs[len(recs)-1].Offset + 1
 		data := make([]*kgo.Record, 0, len(recs))
 		for _, rec := range recs {

@@ -198,6 +198,10 @@ func (r *Runner) kafkaOpts() []kgo.Opt {
 		kgo.RebalanceTimeout(r.cfg.RebalanceTimeout),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// Transaction markers come through so that the committed position
+		// moves past them: a partition that is caught up then has no lag,
+		// and a stop offset at the end of a transactional topic is reached.
+		kgo.KeepControlRecords(),
 		kgo.ProducerLinger(0),
 		// A paused partition that resumes joins the next fetch to its broker
 		// only when the one in flight returns: keep idle fetches short so a
@@ -224,11 +228,6 @@ func (r *Runner) kafkaOpts() []kgo.Opt {
 	}
 	if r.cfg.StaticMembership {
 		opts = append(opts, kgo.InstanceID(r.cfg.InstanceID))
-	}
-	if len(r.cfg.StopAt) > 0 {
-		// A topic written transactionally ends with a commit marker: the
-		// position must move past it for the stop offset to be reached.
-		opts = append(opts, kgo.KeepControlRecords())
 	}
 	return append(opts, r.cfg.KafkaOpts...)
 }
@@ -650,7 +649,9 @@ func (s *session) stopReached() bool {
 	}
 	for tp, target := range s.r.cfg.StopAt {
 		pt := s.tasks[tp]
-		if pt == nil || pt.committed < target {
+		// A partition that never had a commit is done when it starts at or
+		// past its target.
+		if pt == nil || pt.task == nil || (pt.committed < target && (pt.dirty || pt.position < target)) {
 			return false
 		}
 	}

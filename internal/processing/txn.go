@@ -105,7 +105,9 @@ func (s *session) iterate(ctx context.Context, work map[*ptask][]*kgo.Record) er
 			s.inCount[j.pt.tp.Topic] += len(j.recs)
 			for _, rec := range j.recs {
 				s.txnBytes += int64(len(rec.Key) + len(rec.Value))
-				s.latencies = append(s.latencies, rec.Timestamp)
+				if !rec.Attrs.IsControl() {
+					s.latencies = append(s.latencies, rec.Timestamp)
+				}
 			}
 			j.pt.dirty = true
 		}

@@ -23,13 +23,18 @@ const redisOutage = 30 * time.Second
 // not disturb other tests. It persists every write (appendfsync always), as
 // a production Redis with an AOF would across a restart.
 type privateRedis struct {
-	t    *testing.T
-	dir  string
-	port int
-	cmd  *exec.Cmd
+	t     *testing.T
+	dir   string
+	port  int
+	fsync string
+	cmd   *exec.Cmd
 }
 
-func startPrivateRedis(t *testing.T) *privateRedis {
+func startPrivateRedis(t *testing.T) *privateRedis { return startPrivateRedisWith(t, "always") }
+
+// startPrivateRedisWith starts a private redis-server with the given
+// appendfsync policy and no automatic AOF rewrites (tests cut the file).
+func startPrivateRedisWith(t *testing.T, fsync string) *privateRedis {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if testkit.InCI() {
@@ -43,7 +48,7 @@ func startPrivateRedis(t *testing.T) *privateRedis {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	r := &privateRedis{t: t, dir: t.TempDir(), port: port}
+	r := &privateRedis{t: t, dir: t.TempDir(), port: port, fsync: fsync}
 	r.start()
 	t.Cleanup(r.stop)
 	return r
@@ -54,7 +59,7 @@ func (r *privateRedis) url() string { return fmt.Sprintf("redis://127.0.0.1:%d/0
 func (r *privateRedis) start() {
 	r.t.Helper()
 	r.cmd = exec.Command("redis-server", "--port", fmt.Sprint(r.port), "--bind", "127.0.0.1", "--dir", r.dir,
-		"--appendonly", "yes", "--appendfsync", "always", "--save", "")
+		"--appendonly", "yes", "--appendfsync", r.fsync, "--auto-aof-rewrite-percentage", "0", "--save", "")
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatal(err)
 	}

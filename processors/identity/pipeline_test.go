@@ -70,23 +70,30 @@ func generateLines(t testing.TB, cfg generate.Config) ([][]byte, *generate.Truth
 // write produces lines to the raw topic, invalid ones too.
 func (s *stage) write(t testing.TB, lines [][]byte) {
 	t.Helper()
-	ctx := testkit.Context(t)
+	if err := s.writeErr(testkit.Context(t), lines); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeErr is write for other goroutines than the test's.
+func (s *stage) writeErr(ctx context.Context, lines [][]byte) error {
 	p, err := producer.New(ctx, producer.Config{Brokers: s.env.Services.KafkaBrokers,
 		RegistryURL: s.env.Services.SchemaRegistryURL, Topic: s.raw})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer p.Close(ctx)
 	w := p.NewLineWriter(ctx, producer.LinesOptions{SendInvalid: true})
 	for _, l := range lines {
 		if err := w.WriteLine(ctx, l); err != nil {
-			t.Fatal(err)
+			return err
 		}
 	}
 	res, err := w.Close(ctx)
 	if err != nil || res.Failed > 0 || res.Sent != int64(len(lines)) {
-		t.Fatalf("producing: %+v, %v", res, err)
+		return fmt.Errorf("producing: %+v, %v", res, err)
 	}
+	return nil
 }
 
 // start runs n identity processors (each its own Processor, Graph and

@@ -45,15 +45,15 @@ type InspectOptions struct {
 
 // Summary is what `cdp dlq inspect` prints, also as JSON.
 type Summary struct {
-	Topic      string         `json:"topic"`
-	Since      *time.Time     `json:"since,omitempty"`
-	Read       int64          `json:"read"`       // dead-letter records read
-	Matched    int64          `json:"matched"`    // of those, matching the filter
-	Unreadable int64          `json:"unreadable"` // records not in the dead-letter format
-	Truncated  bool           `json:"truncated"`  // --limit stopped the read
+	Topic      string      `json:"topic"`
+	Since      *time.Time  `json:"since,omitempty"`
+	Read       int64       `json:"read"`       // dead-letter records read
+	Matched    int64       `json:"matched"`    // of those, matching the filter
+	Unreadable int64       `json:"unreadable"` // records not in the dead-letter format
+	Truncated  bool        `json:"truncated"`  // --limit stopped the read
 	Groups     []Group     `json:"groups"`
 	Entries    []EntryView `json:"entries,omitempty"`
-	Problems   []string       `json:"problems,omitempty"` // why records were unreadable, first few
+	Problems   []string    `json:"problems,omitempty"` // why records were unreadable, first few
 }
 
 // Group is the entries of one reason code at one stage.
@@ -342,4 +342,3 @@ func fetchErr(fs kgo.Fetches) error {
 	})
 	return first
 }
-
