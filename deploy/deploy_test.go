@@ -20,10 +20,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/streamcdp/streamcdp/internal/config"
+	"github.com/streamcdp/streamcdp/topology"
 )
 
 // Paths relative to this package directory, where `go test` runs.
@@ -36,8 +38,44 @@ const (
 )
 
 // processors are the `cdp run <name>` processes. Each has its own compose
-// service and its own Kubernetes Deployment.
+// service and its own Kubernetes workload (a StatefulSet, or for the api a
+// Deployment).
 var processors = []string{"identity", "features", "segments", "warehouse", "recommend", "api"}
+
+// runtimeBatchTimeout is how long the runtime may take to finish the batch in
+// flight after SIGTERM: processing.Config.TransactionTimeout's default. A
+// consumer's grace period before SIGKILL must cover it plus minShutdownSlack
+// for the commit and closing the client.
+const (
+	runtimeBatchTimeout = 30 * time.Second
+	minShutdownSlack    = 15 * time.Second
+)
+
+// consumerProcessors are the processors that are consumer-group members: the
+// ones with inputs in the built-in topology. Each needs a stable, unique
+// instance id (transactional id and static member id), so in Kubernetes a
+// StatefulSet with the pod name as its id.
+func consumerProcessors(t *testing.T) []string {
+	t.Helper()
+	topo, err := topology.Default()
+	if err != nil {
+		t.Fatalf("built-in topology: %v", err)
+	}
+	var names []string
+	for _, p := range topo.Processors {
+		if len(p.Inputs) == 0 {
+			continue
+		}
+		if !slices.Contains(processors, p.Name) {
+			t.Errorf("topology processor %s consumes %v but is not in this test's processors list", p.Name, p.Inputs)
+		}
+		names = append(names, p.Name)
+	}
+	if len(names) == 0 {
+		t.Fatal("the built-in topology has no processor with inputs")
+	}
+	return names
+}
 
 // composeCDPEnv is the environment every `cdp` container in docker-compose.yml
 // must get: the compose service names as hosts.
@@ -162,11 +200,12 @@ type composeService struct {
 		Test    stringList
 		Disable bool
 	}
-	DependsOn map[string]struct{ Condition string } `yaml:"depends_on"`
-	Ports     []composePort
-	Volumes   []composeVolume
-	Ulimits   map[string]yaml.Node
-	Restart   string
+	DependsOn       map[string]struct{ Condition string } `yaml:"depends_on"`
+	Ports           []composePort
+	Volumes         []composeVolume
+	Ulimits         map[string]yaml.Node
+	Restart         string
+	StopGracePeriod string `yaml:"stop_grace_period"`
 }
 
 type composeFile struct {
@@ -332,6 +371,43 @@ func TestComposeConfig(t *testing.T) {
 			t.Fatal("no cdp container found")
 		}
 		checkWithConfigLoader(t, composeCDPEnv)
+	})
+
+	t.Run("instance ids", func(t *testing.T) {
+		// Every container running a consumer-group processor needs its own
+		// fixed CDP_INSTANCE_ID: without one the id is the container's host
+		// name, which changes when compose re-creates it; two containers
+		// with one id fence each other.
+		consumers := consumerProcessors(t)
+		owner := map[string]string{} // processor/instance id -> service
+		covered := map[string]bool{}
+		for name, svc := range cf.Services {
+			if len(svc.Command) < 2 || svc.Command[0] != "run" || !slices.Contains(consumers, svc.Command[1]) {
+				continue
+			}
+			proc := svc.Command[1]
+			id := svc.env()["CDP_INSTANCE_ID"]
+			if id == "" {
+				t.Errorf("service %s runs consumer-group processor %s without CDP_INSTANCE_ID", name, proc)
+				continue
+			}
+			key := proc + "/" + id
+			if other, dup := owner[key]; dup {
+				t.Errorf("services %s and %s both run %s with CDP_INSTANCE_ID=%s; instance ids must be unique", other, name, proc, id)
+			}
+			owner[key] = name
+			covered[proc] = true
+			grace, err := time.ParseDuration(svc.StopGracePeriod)
+			if err != nil || grace < runtimeBatchTimeout+minShutdownSlack {
+				t.Errorf("service %s: stop_grace_period %q, want at least %v so the batch in flight can commit (compose's default is 10s)",
+					name, svc.StopGracePeriod, runtimeBatchTimeout+minShutdownSlack)
+			}
+		}
+		for _, proc := range consumers {
+			if !covered[proc] {
+				t.Errorf("no compose service runs %s with an instance id", proc)
+			}
+		}
 	})
 
 	t.Run("start order", func(t *testing.T) {
@@ -713,6 +789,7 @@ type k8sContainer struct {
 	EnvFrom []struct {
 		ConfigMapRef *struct{ Name string } `yaml:"configMapRef"`
 	} `yaml:"envFrom"`
+	Env   []k8sEnvVar
 	Ports []struct {
 		Name          string
 		ContainerPort int `yaml:"containerPort"`
@@ -748,12 +825,82 @@ func (c k8sContainer) usesConfigMap(name string) bool {
 	})
 }
 
+type k8sEnvVar struct {
+	Name      string
+	Value     string
+	ValueFrom *struct {
+		FieldRef *struct {
+			FieldPath string `yaml:"fieldPath"`
+		} `yaml:"fieldRef"`
+	} `yaml:"valueFrom"`
+}
+
+// envFromPodName reports whether the container's variable name is set from
+// the downward API's metadata.name. Of several entries with one name the
+// last one wins, as in Kubernetes.
+func (c k8sContainer) envFromPodName(name string) bool {
+	for _, e := range slices.Backward(c.Env) {
+		if e.Name == name {
+			return e.Value == "" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.name"
+		}
+	}
+	return false
+}
+
+// k8sVarRefRE matches an argument that is exactly one $(VAR) reference,
+// which Kubernetes expands from the container's environment.
+var k8sVarRefRE = regexp.MustCompile(`^\$\(([A-Za-z_][A-Za-z0-9_]*)\)$`)
+
+// instanceFromPodName returns nil if `cdp run` in this container gets the
+// pod name as its instance id: --instance=$(VAR) (or --instance $(VAR)) with
+// VAR from metadata.name, or, without --instance, CDP_INSTANCE_ID from
+// metadata.name. --instance takes precedence over CDP_INSTANCE_ID in `cdp`.
+func (c k8sContainer) instanceFromPodName() error {
+	for i, a := range c.Args {
+		var v string
+		switch {
+		case a == "--instance" && i+1 < len(c.Args):
+			v = c.Args[i+1]
+		case strings.HasPrefix(a, "--instance="):
+			v = strings.TrimPrefix(a, "--instance=")
+		default:
+			continue
+		}
+		m := k8sVarRefRE.FindStringSubmatch(v)
+		if m == nil {
+			return fmt.Errorf("--instance %q is not $(VAR) of a variable set from the pod name", v)
+		}
+		if !c.envFromPodName(m[1]) {
+			return fmt.Errorf("--instance=$(%s), but env %s is not set from fieldRef metadata.name", m[1], m[1])
+		}
+		return nil
+	}
+	if !c.envFromPodName("CDP_INSTANCE_ID") {
+		return errors.New("no --instance=$(VAR) and no env CDP_INSTANCE_ID from fieldRef metadata.name: the instance id would not be the pod name")
+	}
+	return nil
+}
+
 type k8sPodTemplate struct {
 	Metadata k8sMeta
 	Spec     struct {
-		RestartPolicy string `yaml:"restartPolicy"`
-		Containers    []k8sContainer
+		RestartPolicy                 string `yaml:"restartPolicy"`
+		TerminationGracePeriodSeconds *int   `yaml:"terminationGracePeriodSeconds"`
+		Containers                    []k8sContainer
 	}
+}
+
+// selects reports whether a non-empty selector matches the labels.
+func selects(selector, labels map[string]string) bool {
+	if len(selector) == 0 {
+		return false
+	}
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // loadKubernetes parses every YAML document in deploy/kubernetes.
@@ -869,6 +1016,10 @@ func TestKubernetesManifests(t *testing.T) {
 						t.Errorf("ConfigMap %s: %s=%q, want a value starting %q", cmName, k, v, prefix)
 					}
 				}
+				// One id shared by every pod would make them fence each other.
+				if _, ok := cm.Data["CDP_INSTANCE_ID"]; ok {
+					t.Errorf("ConfigMap %s sets CDP_INSTANCE_ID; the instance id must come from each pod's name", cmName)
+				}
 				checkWithConfigLoader(t, cm.Data)
 			}
 		}
@@ -895,34 +1046,56 @@ func TestKubernetesManifests(t *testing.T) {
 		}
 	}
 
-	deployments := map[string]bool{}
-	t.Run("deployments", func(t *testing.T) {
-		for _, d := range byKind["Deployment"] {
-			where := fmt.Sprintf("Deployment %s (%s)", d.Metadata.Name, d.File)
-			spec := decodeSpec[struct {
-				Selector struct {
-					MatchLabels map[string]string `yaml:"matchLabels"`
-				}
-				Template k8sPodTemplate
-			}](t, d)
+	// The processors run as Deployments or StatefulSets. Every
+	// consumer-group member must be a StatefulSet: its pod names are stable
+	// and unique, and the pod name is the instance id (transactional id and
+	// static group member id). A Deployment's pod names change on every
+	// restart.
+	consumers := consumerProcessors(t)
+	type workloadSpec struct {
+		Selector struct {
+			MatchLabels map[string]string `yaml:"matchLabels"`
+		}
+		ServiceName         string `yaml:"serviceName"`
+		PodManagementPolicy string `yaml:"podManagementPolicy"`
+		UpdateStrategy      struct {
+			Type string
+		} `yaml:"updateStrategy"`
+		Template k8sPodTemplate
+	}
+	type workload struct {
+		obj  k8sObject
+		spec workloadSpec
+	}
+	workloads := map[string]workload{} // processor -> the one workload running it
+	t.Run("workloads", func(t *testing.T) {
+		var all []k8sObject
+		all = append(all, byKind["Deployment"]...)
+		all = append(all, byKind["StatefulSet"]...)
+		for _, d := range all {
+			where := fmt.Sprintf("%s %s (%s)", d.Kind, d.Metadata.Name, d.File)
+			spec := decodeSpec[workloadSpec](t, d)
 			for k, v := range spec.Selector.MatchLabels {
 				if spec.Template.Metadata.Labels[k] != v {
 					t.Errorf("%s: selector %s=%s does not match the pod labels", where, k, v)
 				}
+			}
+			if len(spec.Selector.MatchLabels) == 0 {
+				t.Errorf("%s: empty selector", where)
 			}
 			if len(spec.Template.Spec.Containers) != 1 {
 				t.Errorf("%s: want one container, got %d", where, len(spec.Template.Spec.Containers))
 				continue
 			}
 			c := spec.Template.Spec.Containers[0]
-			if len(c.Args) != 2 || c.Args[0] != "run" || !slices.Contains(processors, c.Args[1]) {
-				t.Errorf("%s: args %q, want [run <processor>]", where, c.Args)
+			if len(c.Args) < 2 || c.Args[0] != "run" || !slices.Contains(processors, c.Args[1]) {
+				t.Errorf("%s: args %q, want [run <processor> ...]", where, c.Args)
 				continue
 			}
-			if deployments[c.Args[1]] {
-				t.Errorf("%s: a second Deployment runs %s", where, c.Args[1])
+			if w, dup := workloads[c.Args[1]]; dup {
+				t.Errorf("%s: %s %s runs %s already", where, w.obj.Kind, w.obj.Metadata.Name, c.Args[1])
 			}
-			deployments[c.Args[1]] = true
+			workloads[c.Args[1]] = workload{d, spec}
 			for _, p := range []struct {
 				name  string
 				probe *k8sProbe
@@ -951,37 +1124,89 @@ func TestKubernetesManifests(t *testing.T) {
 			checkContainer(t, where, c)
 		}
 		for _, p := range processors {
-			if !deployments[p] {
-				t.Errorf("no Deployment runs `cdp run %s`", p)
+			if _, ok := workloads[p]; !ok {
+				t.Errorf("no Deployment or StatefulSet runs `cdp run %s`", p)
+			}
+		}
+	})
+
+	t.Run("consumer-group processors are StatefulSets", func(t *testing.T) {
+		for _, p := range consumers {
+			w, ok := workloads[p]
+			if !ok {
+				continue // reported by "workloads"
+			}
+			where := fmt.Sprintf("%s %s (%s)", w.obj.Kind, w.obj.Metadata.Name, w.obj.File)
+			if w.obj.Kind != "StatefulSet" {
+				t.Errorf("%s runs consumer-group processor %s: it must be a StatefulSet, whose pod names are stable, unique instance ids (a %s's change on every restart)",
+					where, p, w.obj.Kind)
+			}
+			if err := w.spec.Template.Spec.Containers[0].instanceFromPodName(); err != nil {
+				t.Errorf("%s: %v", where, err)
+			}
+			// SIGTERM finishes the batch in flight and commits it.
+			grace := 30 * time.Second // Kubernetes' default
+			if g := w.spec.Template.Spec.TerminationGracePeriodSeconds; g != nil {
+				grace = time.Duration(*g) * time.Second
+			}
+			if want := runtimeBatchTimeout + minShutdownSlack; grace < want {
+				t.Errorf("%s: terminationGracePeriodSeconds %v, want at least %v (the runtime's %v batch bound plus the commit)", where, grace, want, runtimeBatchTimeout)
+			}
+			if w.obj.Kind != "StatefulSet" {
+				continue
+			}
+			if w.spec.PodManagementPolicy != "Parallel" {
+				t.Errorf("%s: podManagementPolicy %q, want Parallel (instances do not depend on each other; scale in one step, one rebalance)", where, w.spec.PodManagementPolicy)
+			}
+			if w.spec.UpdateStrategy.Type != "RollingUpdate" {
+				t.Errorf("%s: updateStrategy.type %q, want RollingUpdate (OnDelete never rolls out a new version by itself)", where, w.spec.UpdateStrategy.Type)
+			}
+			// A StatefulSet needs its governing Service to exist and be
+			// headless; it names the pods' DNS domain.
+			if w.spec.ServiceName == "" {
+				t.Errorf("%s: no serviceName", where)
+				continue
+			}
+			found := false
+			for _, s := range byKind["Service"] {
+				if s.Metadata.Name != w.spec.ServiceName {
+					continue
+				}
+				found = true
+				spec := decodeSpec[struct {
+					ClusterIP string `yaml:"clusterIP"`
+					Selector  map[string]string
+				}](t, s)
+				if spec.ClusterIP != "None" {
+					t.Errorf("Service %s (%s), serviceName of %s: clusterIP %q, want None (headless)", s.Metadata.Name, s.File, where, spec.ClusterIP)
+				}
+				if !selects(spec.Selector, w.spec.Template.Metadata.Labels) {
+					t.Errorf("Service %s (%s) selector %v does not select the pods of %s (labels %v)", s.Metadata.Name, s.File, spec.Selector, where, w.spec.Template.Metadata.Labels)
+				}
+			}
+			if !found {
+				t.Errorf("%s: serviceName %q, but no Service of that name is deployed", where, w.spec.ServiceName)
 			}
 		}
 	})
 
 	t.Run("api service", func(t *testing.T) {
-		var apiPod *k8sPodTemplate
-		for _, d := range byKind["Deployment"] {
-			spec := decodeSpec[struct{ Template k8sPodTemplate }](t, d)
-			if cs := spec.Template.Spec.Containers; len(cs) == 1 && slices.Equal(cs[0].Args, []string{"run", "api"}) {
-				apiPod = &spec.Template
-			}
+		w, ok := workloads["api"]
+		if !ok {
+			t.Fatal("no api workload")
 		}
-		if apiPod == nil {
-			t.Fatal("no api Deployment")
-		}
+		apiPod := &w.spec.Template
 		found := false
 		for _, s := range byKind["Service"] {
 			spec := decodeSpec[struct {
-				Selector map[string]string
-				Ports    []struct {
+				ClusterIP string `yaml:"clusterIP"`
+				Selector  map[string]string
+				Ports     []struct {
 					Port       int
 					TargetPort any `yaml:"targetPort"`
 				}
 			}](t, s)
-			matches := len(spec.Selector) > 0
-			for k, v := range spec.Selector {
-				matches = matches && apiPod.Metadata.Labels[k] == v
-			}
-			if !matches {
+			if spec.ClusterIP == "None" || !selects(spec.Selector, apiPod.Metadata.Labels) {
 				continue
 			}
 			for _, p := range spec.Ports {
@@ -995,10 +1220,9 @@ func TestKubernetesManifests(t *testing.T) {
 			}
 		}
 		if !found {
-			t.Error("no Service selects the api pods on port 8080 -> container port 8080")
+			t.Error("no (non-headless) Service selects the api pods on port 8080 -> container port 8080")
 		}
 	})
-
 	t.Run("topology job", func(t *testing.T) {
 		found := false
 		for _, j := range byKind["Job"] {
