@@ -3,7 +3,6 @@ package processing_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -107,9 +106,6 @@ func TestPausedInstanceWritesNothingAfterTheNewOwnerStarted(t *testing.T) {
 		// try to write (with a shorter one it would give up by itself).
 		ProcessingTimeout: 25 * time.Second, TransactionTimeout: 60 * time.Second, RebalanceTimeout: 60 * time.Second}
 	logPath := filepath.Join(t.TempDir(), "a.log")
-	if p := os.Getenv("CDP_TEST_CHILD_LOG"); p != "" {
-		logPath = p
-	}
 	a := startChild(t, spec, logPath)
 	waitFor(t, 30*time.Second, "instance A applies records", func() bool { return len(readLogs(t, rdb, env.RedisPrefix())) == 2 })
 	a.signal(syscall.SIGSTOP)
@@ -119,34 +115,12 @@ func TestPausedInstanceWritesNothingAfterTheNewOwnerStarted(t *testing.T) {
 	cfg.Group, cfg.InstanceID, cfg.MaxPollRecords = group, "B", 20
 	cfg.SessionTimeout = 6 * time.Second
 	cfg.Journal = newJournal(env, rdb, "slowlog")
-	if os.Getenv("CDP_TEST_KGO_LOG") != "" {
-		cfg.KafkaOpts = []kgo.Opt{kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelInfo, nil))}
-	}
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	var rs runners
 	rs.start(ctx, mustRunner(t, cfg, &slowLogProc{instance: "B", delay: 10 * time.Millisecond}))
-	if os.Getenv("CDP_TEST_KGO_LOG") != "" {
-		go func() {
-			adm := env.Admin(t)
-			for i := 0; i < 12; i++ {
-				time.Sleep(5 * time.Second)
-				lt, err := adm.ListTransactions(context.Background(), nil, nil)
-				t.Logf("txns: %v %v", lt, err)
-				dt, err := adm.DescribeTransactions(context.Background(), lt.TransactionalIDs()...)
-				for _, d := range dt {
-					t.Logf("txn %s state %s timeout %d start %d topics %v", d.TxnID, d.State, d.TimeoutMillis, d.StartTimestamp, d.Topics)
-				}
-			}
-		}()
-	}
 	// B owns both partitions once A's session timed out.
 	waitFor(t, 60*time.Second, "instance B writes to both partitions", func() bool {
-		if os.Getenv("CDP_TEST_KGO_LOG") != "" {
-			for k, l := range readLogs(t, rdb, env.RedisPrefix()) {
-				t.Logf("%s: %d entries, last %+v", k, len(l), l[len(l)-1])
-			}
-		}
 		got := 0
 		for _, l := range readLogs(t, rdb, env.RedisPrefix()) {
 			for _, e := range l {

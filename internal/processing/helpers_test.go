@@ -151,7 +151,6 @@ func readCommitted(t *testing.T, env *testkit.Env, topic string, want int, deadl
 
 // runners runs processors until the test ends or stop is called.
 type runners struct {
-	t    *testing.T
 	wg   sync.WaitGroup
 	mu   sync.Mutex
 	errs []error

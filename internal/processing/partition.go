@@ -314,7 +314,7 @@ func (pt *ptask) process(ctx context.Context, recs []*kgo.Record) (err error) {
 	mark := len(tc.out)
 	defer func() {
 		if v := recover(); v != nil {
-			err = fmt.Errorf("Process panicked: %v\n%s", v, debug.Stack())
+			err = fmt.Errorf("the task panicked in Process: %v\n%s", v, debug.Stack())
 		}
 		if err != nil {
 			// Nothing of a failed call goes out or into the store.
@@ -564,7 +564,7 @@ func (pt *ptask) fireTimers(ctx context.Context) (err error) {
 	mark := len(tc.out)
 	defer func() {
 		if v := recover(); v != nil {
-			err = fmt.Errorf("OnTimer panicked: %v\n%s", v, debug.Stack())
+			err = fmt.Errorf("the task panicked in OnTimer: %v\n%s", v, debug.Stack())
 		}
 	}()
 	if err := pt.task.(TimerHandler).OnTimer(ctx, tc, due); err != nil {
@@ -599,7 +599,7 @@ func (pt *ptask) preCommit(ctx context.Context) (err error) {
 	mark := len(tc.out)
 	defer func() {
 		if v := recover(); v != nil {
-			err = fmt.Errorf("PreCommit panicked: %v\n%s", v, debug.Stack())
+			err = fmt.Errorf("the task panicked in PreCommit: %v\n%s", v, debug.Stack())
 		}
 	}()
 	if err := pc.PreCommit(ctx, tc); err != nil {

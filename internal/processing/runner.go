@@ -365,7 +365,7 @@ func (s *session) loop(ctx context.Context) error {
 		fetches := s.sess.PollRecords(pctx, r.cfg.MaxPollRecords)
 		cancel()
 		if fetches.IsClientClosed() {
-			return errors.New("Kafka client closed")
+			return errors.New("the Kafka client was closed")
 		}
 		if ctx.Err() != nil {
 			// The poll may have returned records we will not process: the

@@ -37,16 +37,22 @@
 //
 // # Exactly once with Kafka
 //
-// Each script call stores, atomically with its effects, per source
-// partition the highest applied offset and the result of every applied
-// event. An input at or below that marker is answered from the stored
-// results and changes nothing, so the runtime can apply a batch, crash
-// before its Kafka transaction commits, and send the same inputs again: it
-// gets the same results (same profile ids, same merges with the same ids)
-// and the graph equals that of an uninterrupted run. Committed drops
-// stored results once the transaction carrying them has committed;
-// Applied tells the runtime how far the graph got, for the case where Redis
-// lost recent writes (see Persistence).
+// The processor runs on the processing runtime (internal/processing) with
+// a task per raw partition. Each script call resolves a chunk of events
+// and writes, atomically with the graph's changes, one step of that
+// partition's journal (internal/journal): the fence and chain checks
+// first, then one receipt per event (its result, or the dead-letter
+// decision it came with). The journal shares the space's hash tag, so the
+// call stays one atomic script on one shard. If the Kafka transaction that
+// carries the outputs aborts, or the process dies before it commits, the
+// runtime does not send those events to the graph again: it hands each
+// record and its receipt to Replay, which rebuilds the same resolved
+// event, merges (same ids) or dead letter. So the graph equals that of an
+// uninterrupted run, and a decision is never taken twice: an event
+// dead-lettered on the first attempt (a schema id the registry did not
+// know yet, a rule since changed) is dead-lettered again on the replay,
+// and a dead-lettered event leaves no dedup mark, so `cdp dlq replay`
+// after a fix resolves it.
 //
 // Duplicates: a message id seen before whose event time lies in the same
 // window-wide bucket (Rules.DedupWindow, default 24 h, aligned to the Unix
@@ -74,9 +80,9 @@
 //	d<N>       hash   dedup bucket N (event time / window): 12-byte digest of
 //	                  the message id -> seconds into the bucket; expires 3
 //	                  windows after its first write
-//	o          hash   partition -> highest applied offset
-//	r<P>       stream results of partition P not yet committed; an entry's
-//	                  id is the last offset it holds, fields offset -> result
+//	j:identity:<topic>:<partition>:{m,x,w,s}
+//	                  the partition's journal (internal/journal): epoch,
+//	                  applied offset, receipts not yet committed
 //
 // Type codes keep stored identifiers short: u user_id, a anonymous_id,
 // e email, p phone, d device_id; custom types are stored under their name.
@@ -93,9 +99,10 @@
 // A merge reads and writes identifiers and profiles that could be anywhere
 // in the graph, and a script may only touch keys of one hash slot. So the
 // hash tag is the space: all of a space's keys live in one slot, on one
-// shard, and every script call is atomic there. KEYS[1] is the space's
-// counter key; the script derives the others from its prefix, which Redis
-// allows because they hash to the same slot.
+// shard, and every script call is atomic there. A call declares the
+// partition's four journal keys and the space's counter key; it derives
+// the graph's other keys from the counter key's prefix, which Redis allows
+// because they hash to the same slot (issue 13 makes every key declared).
 //
 // What that leaves: one space's graph is bounded by one shard's memory and
 // one Redis thread. At the measured ~190 bytes per identifier (with dedup)
@@ -131,9 +138,11 @@
 // # Persistence
 //
 // Redis must not evict keys (NewGraph refuses allkeys-* policies): an
-// evicted bucket or profile splits people. With appendfsync everysec a
-// Redis crash can lose the last second of writes, after Kafka committed
-// the offsets that made them; Applied then reports an offset below the
-// committed one and the runtime should re-consume from Applied+1 to
-// restore the graph (the events' outputs are then produced again).
+// evicted bucket or profile splits people. Run it with appendonly yes and
+// appendfsync always, which costs one fsync per script call (a chunk of up
+// to 500 events), not per event. With appendfsync everysec a machine crash
+// can lose the last second of writes after Kafka committed the offsets
+// that made them; the journal notices (its steps are chained) and the
+// runtime repairs the graph from the raw topic, with the outputs, which
+// are in Kafka already, suppressed.
 package identity

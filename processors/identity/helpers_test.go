@@ -20,7 +20,6 @@ type fixture struct {
 	prefix string
 	g      *Graph
 	ctx    context.Context
-	part   int32
 	off    int64
 	t0     time.Time
 }
