@@ -492,8 +492,8 @@ func TestComposeConfig(t *testing.T) {
 
 	t.Run("redis", func(t *testing.T) {
 		cmd := strings.Join(cf.Services["redis"].Command, " ")
-		if !strings.Contains(cmd, "--appendonly yes") {
-			t.Errorf("redis command %q does not enable the append-only file", cmd)
+		if !strings.Contains(cmd, "--appendonly yes") || !strings.Contains(cmd, "--appendfsync always") {
+			t.Errorf("redis command %q does not enable the append-only file with appendfsync always", cmd)
 		}
 		if !cf.Services["redis"].publishes("6379") {
 			t.Error("redis does not publish 6379")

@@ -93,13 +93,7 @@ func BenchmarkResolve(b *testing.B) {
 			}
 			srcs := make([]*source, parts)
 			for p := range srcs {
-				js := f.journalFor(f.g)
-				js.tp.Partition = int32(p)
-				if st, err := js.j.Open(f.ctx, js.tp, 0); err != nil {
-					b.Fatal(err)
-				} else {
-					js.epoch, js.seq = st.Epoch, st.Seq
-				}
+				js := f.journalOf(f.g, int32(p))
 				srcs[p] = &source{r: rand.New(rand.NewPCG(uint64(p), 3)), batch: make([]Input, 500), j: js}
 			}
 			fill := func(p int) []Input {

@@ -67,8 +67,21 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) {
 	ref.waitConsumed(t, 2*time.Minute)
 	stop()
 
+	// The crashed run gets the same records in the same order, but in
+	// chunks, one before each kill, so that every kill lands while there
+	// is work in flight (a whole backlog is processed in a few seconds).
 	crash := newStage(t, 1)
-	crash.produce(t, cfg)
+	lines, _ := generateLines(t, cfg)
+	const chunks = 8
+	chunk := (len(lines) + chunks - 1) / chunks
+	fed := 0
+	feed := func() {
+		if fed < len(lines) {
+			end := min(len(lines), fed+chunk)
+			crash.write(t, lines[fed:end])
+			fed = end
+		}
+	}
 	adm := crash.env.Admin(t)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	total := int64(len(truth.InvalidEvents) + truth.Counts.Valid + len(truth.DuplicateMessageIDs))
@@ -91,6 +104,7 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) {
 		}
 		runs++
 		if kills < 6 {
+			feed()
 			// Kill once the process has made progress, at a random moment
 			// within its batches, so every kill hits a different point of
 			// the poll, apply, produce, commit cycle.
@@ -105,6 +119,9 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) {
 			kills++
 			t.Logf("kill %d after %d of %d records committed", kills, crash.committedTotal(t, adm), total)
 			continue
+		}
+		for fed < len(lines) {
+			feed()
 		}
 		crash.waitConsumed(t, 2*time.Minute)
 		// SIGTERM before the process installed its handler would kill it

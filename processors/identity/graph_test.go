@@ -284,10 +284,12 @@ type jstep struct {
 	committedSeq int64
 }
 
-func (f *fixture) journalFor(g *Graph) *jstep {
+func (f *fixture) journalFor(g *Graph) *jstep { return f.journalOf(g, 0) }
+
+func (f *fixture) journalOf(g *Graph, partition int32) *jstep {
 	f.t.Helper()
 	j := journal.New(f.rdb, g.prefix, "identity", journal.WithTag(func(processing.TopicPartition) string { return g.space }))
-	tp := processing.TopicPartition{Topic: "raw", Partition: 0}
+	tp := processing.TopicPartition{Topic: "raw", Partition: partition}
 	st, err := j.Open(f.ctx, tp, 0)
 	if err != nil {
 		f.t.Fatalf("journal Open: %v", err)
