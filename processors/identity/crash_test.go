@@ -112,7 +112,7 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) {
 			for c := crash.committedTotal(t, adm); c == before && c < total && time.Since(deadline) < 0; c = crash.committedTotal(t, adm) {
 				time.Sleep(5 * time.Millisecond)
 			}
-			time.Sleep(time.Duration(rng.IntN(150)) * time.Millisecond)
+			time.Sleep(time.Duration(rng.IntN(50)) * time.Millisecond)
 			_ = cmd.Process.Signal(syscall.SIGKILL)
 			_ = cmd.Wait()
 			logf.Close()
