@@ -18,12 +18,13 @@ import (
 // markerProc is the handler of the overlap experiment in issue 7: it keeps
 // no journal, reads its per-partition marker in one round trip and applies
 // in a second, so it is safe only if no two members process a partition at
-// once. Its first step sleeps, so that a second member joins meanwhile.
+// once. The first step of each of its tasks sleeps between the two, so that
+// a second member joins meanwhile.
 type markerProc struct {
 	rdb    *redis.Client
 	prefix string
 	slow   time.Duration
-	slowed atomic.Bool
+	slowed atomic.Int32 // tasks in or past their slow step
 }
 
 func (p *markerProc) NewTask(tp processing.TopicPartition) (processing.Task, error) {
@@ -31,8 +32,9 @@ func (p *markerProc) NewTask(tp processing.TopicPartition) (processing.Task, err
 }
 
 type markerTask struct {
-	p  *markerProc
-	tp processing.TopicPartition
+	p      *markerProc
+	tp     processing.TopicPartition
+	slowed bool
 }
 
 func (t *markerTask) Open(context.Context, *processing.TaskContext) error { return nil }
@@ -44,7 +46,9 @@ func (t *markerTask) Process(ctx context.Context, tc *processing.TaskContext, re
 	if err != nil && err != redis.Nil {
 		return err
 	}
-	if t.p.slowed.CompareAndSwap(false, true) {
+	if t.p.slow > 0 && !t.slowed {
+		t.slowed = true
+		t.p.slowed.Add(1)
 		time.Sleep(t.p.slow) // a slow step: the second member joins now
 	}
 	pipe := t.p.rdb.TxPipeline()
@@ -78,7 +82,8 @@ func TestNoOverlapWhileAMemberJoins(t *testing.T) {
 	if err := cl.Flush(testkit.Context(t)); err != nil {
 		t.Fatal(err)
 	}
-	proc := &markerProc{rdb: rdb, prefix: env.RedisPrefix(), slow: 4 * time.Second}
+	procA := &markerProc{rdb: rdb, prefix: env.RedisPrefix(), slow: 8 * time.Second}
+	procB := &markerProc{rdb: rdb, prefix: env.RedisPrefix()}
 	cfg := baseConfig(t, env, "overlap", in)
 	cfg.MaxPollRecords = 1000 // A's first step holds every record of both partitions
 	ctx, stop := context.WithCancel(context.Background())
@@ -86,11 +91,11 @@ func TestNoOverlapWhileAMemberJoins(t *testing.T) {
 	var rs runners
 	cfgA := cfg
 	cfgA.InstanceID = env.ID + "-a"
-	rs.start(ctx, mustRunner(t, cfgA, proc))
-	waitFor(t, 30*time.Second, "A is in its slow step", proc.slowed.Load)
+	rs.start(ctx, mustRunner(t, cfgA, procA))
+	waitFor(t, 30*time.Second, "A is in its slow step on both partitions", func() bool { return procA.slowed.Load() == 2 })
 	cfgB := cfg
 	cfgB.InstanceID = env.ID + "-b"
-	rs.start(ctx, mustRunner(t, cfgB, proc))
+	rs.start(ctx, mustRunner(t, cfgB, procB))
 	waitFor(t, 60*time.Second, "every input applied", func() bool {
 		n, _ := rdb.HLen(context.Background(), env.RedisPrefix()+"applied").Result()
 		return n >= 2*perPartition
