@@ -234,11 +234,6 @@ func TestRedisLosingItsLastWritesIsRepaired(t *testing.T) {
 	s.waitConsumed(t, 2*time.Minute)
 	stop()
 
-	if got := testutil.ToFloat64(m.Repaired.WithLabelValues("identity")); got == 0 {
-		t.Fatalf("no record repaired: the lost writes were not detected")
-	} else {
-		t.Logf("%.0f records applied again to repair the store", got)
-	}
 	resolved := s.resolvedByMessage(t)
 	if len(resolved) != truth.Counts.Valid {
 		t.Errorf("resolved %d messages, want %d", len(resolved), truth.Counts.Valid)
@@ -249,13 +244,21 @@ func TestRedisLosingItsLastWritesIsRepaired(t *testing.T) {
 		}
 	}
 	a, b := grouping(t, refProc.Graph(), truth), grouping(t, proc.Graph(), truth)
+	differ := 0
 	for k, p := range a {
 		if b[k] != p {
-			t.Fatalf("identifier %s: profile %s uninterrupted, %s after the repair", k, p, b[k])
+			if differ++; differ <= 3 {
+				t.Errorf("identifier %s: profile %s uninterrupted, %s after the repair", k, p, b[k])
+			}
 		}
 	}
 	if !slices.Equal(partitionOf(a), partitionOf(b)) {
 		t.Errorf("groupings differ")
+	}
+	if got := testutil.ToFloat64(m.Repaired.WithLabelValues("identity")); got == 0 {
+		t.Errorf("no record repaired: the lost writes were not detected")
+	} else {
+		t.Logf("%.0f records applied again to repair the store", got)
 	}
 }
 
