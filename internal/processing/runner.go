@@ -311,6 +311,16 @@ func (r *Runner) session(ctx context.Context) (err error) {
 		s.closeAll(Shutdown)
 		sess.CloseAllowingRebalance()
 	}()
+	// Take the transactional id now: that fences a crashed predecessor and
+	// aborts its open transaction at once. Otherwise its offsets, if it died
+	// while committing, would hold the group's offset fetch up until the
+	// broker's transaction timeout.
+	ictx, cancel := context.WithTimeout(ctx, r.cfg.TransactionTimeout)
+	_, _, err = sess.Client().ProducerID(ictx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("initializing transactional id %s: %w", r.cfg.TransactionalID, err)
+	}
 	r.log.Info("consuming", zap.Strings("inputs", r.cfg.Inputs), zap.String("group", r.cfg.Group),
 		zap.String("transactional_id", r.cfg.TransactionalID))
 	return s.loop(ctx)
