@@ -71,7 +71,9 @@ func (t *countTask) Process(_ context.Context, tc *processing.TaskContext, recs 
 	}
 	if t.p.fail() {
 		t.p.fails.Add(1)
-		return errors.New("injected failure")
+		// Not the records' fault (a store hiccup): the transaction aborts
+		// and the same records come again, as they are.
+		return processing.Transient(errors.New("injected failure"))
 	}
 	return nil
 }
