@@ -55,8 +55,18 @@ type Config struct {
 	MaxPollRecords int
 	// CommitInterval is how long a transaction may collect polls before it
 	// commits (default 100ms, as Kafka Streams under exactly-once). 0 keeps
-	// the default; a negative value commits after every poll.
+	// the default; a negative value commits after every poll. Unless
+	// HoldWhenCaughtUp is set, a transaction also commits as soon as a poll
+	// comes back short of MaxPollRecords: the input is drained, and waiting
+	// would only add latency. So under a backlog transactions grow to
+	// CommitInterval for throughput, and at a trickle every event commits
+	// right after it was processed.
 	CommitInterval time.Duration
+	// HoldWhenCaughtUp keeps a transaction open until CommitInterval or a
+	// size bound even when the input is drained: for tasks that batch
+	// external writes in PreCommit (a warehouse inserting every few
+	// seconds), at the cost of that much latency.
+	HoldWhenCaughtUp bool
 	// MaxTxnRecords and MaxTxnBytes bound the input held by one open
 	// transaction (defaults 100,000 records and 64 MiB): at the bound the
 	// transaction commits before more is polled, so memory stays bounded

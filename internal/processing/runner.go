@@ -340,6 +340,7 @@ type session struct {
 	txnRecs   int
 	txnBytes  int64
 	commitReq bool
+	caughtUp  bool // the last poll came back short: the input is drained
 	prodMu    sync.Mutex
 	prodErr   error
 	outCount  map[string]int
@@ -388,6 +389,7 @@ func (s *session) loop(ctx context.Context) error {
 		if err := s.lifecycle(ctx); err != nil {
 			return err
 		}
+		s.caughtUp = fetches.NumRecords() < r.cfg.MaxPollRecords
 		work, fetchErrs := s.collect(fetches)
 		if fetchErrs > 0 && len(work) == 0 {
 			select { // no busy loop on a broker that only answers errors

@@ -126,6 +126,7 @@ func TestSinkBatchesAcrossPollsExactlyOnce(t *testing.T) {
 	p.failures.Store(3)
 	cfg := baseConfig(t, env, "sink", in)
 	cfg.CommitInterval, cfg.MaxTxnRecords, cfg.MaxPollRecords = time.Second, 600, 100
+	cfg.HoldWhenCaughtUp = true // a batch grows to its bounds, not to the end of the input
 	rctx, stop := context.WithCancel(context.Background())
 	var rs runners
 	rs.start(rctx, mustRunner(t, cfg, p))

@@ -15,7 +15,8 @@ import (
 func (s *session) commitDue() bool {
 	r := s.r
 	return s.commitReq || len(r.cfg.StopAt) > 0 || r.cfg.Now().Sub(s.txnStart) >= r.cfg.CommitInterval ||
-		s.txnRecs >= r.cfg.MaxTxnRecords || s.txnBytes >= r.cfg.MaxTxnBytes
+		s.txnRecs >= r.cfg.MaxTxnRecords || s.txnBytes >= r.cfg.MaxTxnBytes ||
+		(s.caughtUp && !r.cfg.HoldWhenCaughtUp)
 }
 
 func (s *session) begin() error {
