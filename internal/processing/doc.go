@@ -14,10 +14,11 @@
 //     entry (see Journal) in one atomic step, fenced by the partition's
 //     epoch;
 //  3. the task's outputs are produced in the transaction;
-//  4. on a commit trigger (CommitInterval, a size bound, a task's request, a
-//     waiting rebalance, shutdown) every task with pending work runs
-//     PreCommit, and the transaction commits the outputs, the input offsets
-//     and, in the offsets' metadata, how far each partition's journal got.
+//  4. on a commit trigger (the input drained, CommitInterval, a size bound,
+//     a task's request, a waiting rebalance, shutdown) every task with
+//     pending work runs PreCommit, and the transaction commits the outputs,
+//     the input offsets and, in the offsets' metadata, how far each
+//     partition's journal got.
 //
 // Readers with read_committed therefore see each input's outputs exactly
 // once, and a store written through the journal holds each input's effects

@@ -357,9 +357,7 @@ func (s *session) loop(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return s.finish(ctx)
 		}
-		if err := s.lifecycle(ctx); err != nil {
-			return err
-		}
+		s.lifecycle(ctx)
 		if !s.inTxn && s.stopReached() {
 			return errStop
 		}
@@ -386,9 +384,7 @@ func (s *session) loop(ctx context.Context) error {
 			s.rewindUnprocessed(fetches)
 			return s.finish(ctx)
 		}
-		if err := s.lifecycle(ctx); err != nil {
-			return err
-		}
+		s.lifecycle(ctx)
 		s.caughtUp = fetches.NumRecords() < r.cfg.MaxPollRecords
 		work, fetchErrs := s.collect(fetches)
 		if fetchErrs > 0 && len(work) == 0 {
@@ -511,7 +507,7 @@ func (s *session) rewindUnprocessed(fetches kgo.Fetches) {
 
 // lifecycle applies what the group callbacks reported: closes revoked and
 // lost tasks, opens assigned ones, resumes partitions whose retry is due.
-func (s *session) lifecycle(ctx context.Context) error {
+func (s *session) lifecycle(ctx context.Context) {
 	r := s.r
 	evs, waiting := r.lc.take()
 	if waiting {
@@ -560,7 +556,6 @@ func (s *session) lifecycle(ctx context.Context) error {
 	if failing == 0 {
 		r.setErr(nil)
 	}
-	return nil
 }
 
 func (s *session) sortedTasks() []*ptask {
@@ -679,9 +674,6 @@ func (s *session) classifyKafka(err error) error {
 		age := s.r.cfg.Now().Sub(s.txnStart)
 		if !s.txnStart.IsZero() && age >= s.r.cfg.TransactionTimeout*9/10 {
 			return fmt.Errorf("transaction open for %s timed out at the broker (TransactionTimeout %s): %w", age.Round(time.Millisecond), s.r.cfg.TransactionTimeout, err)
-		}
-		if errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
-			return fmt.Errorf("%w: %w", errRealFence, err)
 		}
 		return fmt.Errorf("%w: %w", errRealFence, err)
 	}
