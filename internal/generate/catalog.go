@@ -2,18 +2,15 @@ package generate
 
 import (
 	"cmp"
-	"compress/gzip"
-	"encoding/csv"
-	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/streamcdp/streamcdp/internal/datasets"
 )
 
 // Product is one catalogue entry. Prices are kept in pence so sums of revenue
@@ -138,61 +135,19 @@ func LoadCatalog(dir string) ([]Product, error) {
 // readRetailFile calls row for each sale line of one gzip CSV part, skipping
 // cancellations, non-product codes (postage, fees) and rows without a price.
 func readRetailFile(path string, row func(code, desc string, qty, cents int64)) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		return fmt.Errorf("catalog: %s: %w", path, err)
-	}
-	r := csv.NewReader(gz)
-	r.ReuseRecord = true
-	header, err := r.Read()
-	if err != nil {
-		return fmt.Errorf("catalog: %s: reading header: %w", path, err)
-	}
-	col := map[string]int{}
-	for i, h := range header {
-		col[h] = i
-	}
-	for _, need := range []string{"StockCode", "Description", "Quantity", "UnitPrice"} {
-		if _, ok := col[need]; !ok {
-			return fmt.Errorf("catalog: %s: no %s column", path, need)
-		}
-	}
-	for {
-		rec, err := r.Read()
-		if errors.Is(err, io.EOF) {
+	err := datasets.ReadRetailPart(path, func(r datasets.RetailRow) error {
+		q, err1 := strconv.ParseInt(r.Quantity, 10, 64)
+		p, err2 := strconv.ParseFloat(r.UnitPrice, 64)
+		if err1 != nil || err2 != nil || q <= 0 || p <= 0 || r.Description == "" || !datasets.IsProductCode(r.StockCode) {
 			return nil
 		}
-		if err != nil {
-			return fmt.Errorf("catalog: %s: %w", path, err)
-		}
-		code := strings.ToUpper(strings.TrimSpace(rec[col["StockCode"]]))
-		desc := strings.TrimSpace(rec[col["Description"]])
-		q, err1 := strconv.ParseInt(rec[col["Quantity"]], 10, 64)
-		p, err2 := strconv.ParseFloat(rec[col["UnitPrice"]], 64)
-		if err1 != nil || err2 != nil || q <= 0 || p <= 0 || desc == "" || !isProductCode(code) {
-			continue
-		}
-		row(code, desc, q, int64(math.Round(p*100)))
+		row(r.StockCode, r.Description, q, int64(math.Round(p*100)))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("catalog: %w", err)
 	}
-}
-
-// isProductCode accepts the retailer's product codes (85123A, 22423) and
-// rejects postage, bank charges and manual adjustments (POST, M, DOT, ...).
-func isProductCode(code string) bool {
-	if len(code) < 5 || len(code) > 8 {
-		return false
-	}
-	for i := range 5 {
-		if code[i] < '0' || code[i] > '9' {
-			return false
-		}
-	}
-	return true
+	return nil
 }
 
 // mostFrequent returns the key with the highest count, the smallest on ties,

@@ -2,17 +2,14 @@ package eval
 
 import (
 	"cmp"
-	"compress/gzip"
-	"encoding/csv"
-	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/streamcdp/streamcdp/internal/datasets"
 )
 
 // RetailDir is the UCI Online Retail directory inside the datasets directory.
@@ -111,87 +108,36 @@ func LoadRetail(dir string) ([]Basket, RetailStats, error) {
 // readRetailFile calls row for every row of one part that passes the rules
 // of LoadRetail, counting the others in st.
 func readRetailFile(path string, st *RetailStats, row func(invoice, code, customer string, t time.Time) error) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("opening online retail part: %w", err)
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", path, err)
-	}
-	r := csv.NewReader(gz)
-	r.ReuseRecord = true
-	header, err := r.Read()
-	if err != nil {
-		return fmt.Errorf("reading the header of %s: %w", path, err)
-	}
-	col := map[string]int{}
-	for i, h := range header {
-		col[h] = i
-	}
-	need := []string{"InvoiceNo", "StockCode", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID"}
-	for _, n := range need {
-		if _, ok := col[n]; !ok {
-			return fmt.Errorf("%s: no %s column in the header %q", path, n, header)
-		}
-	}
-	for line := 2; ; line++ {
-		rec, err := r.Read()
-		if errors.Is(err, io.EOF) {
+	return datasets.ReadRetailPart(path, func(r datasets.RetailRow) error {
+		st.Rows++
+		switch {
+		case r.Customer == "" || r.Customer == "NA":
+			st.NoCustomer++
+			return nil
+		case strings.HasPrefix(r.Invoice, "C"):
+			st.Cancelled++
+			return nil
+		case !datasets.IsProductCode(r.StockCode):
+			st.NonProduct++
 			return nil
 		}
+		q, err := strconv.ParseFloat(r.Quantity, 64)
 		if err != nil {
-			return fmt.Errorf("reading %s: %w", path, err)
+			return fmt.Errorf("quantity %q: %w", r.Quantity, err)
 		}
-		st.Rows++
-		invoice := strings.TrimSpace(rec[col["InvoiceNo"]])
-		code := strings.ToUpper(strings.TrimSpace(rec[col["StockCode"]]))
-		customer := strings.TrimSpace(rec[col["CustomerID"]])
-		switch {
-		case customer == "" || customer == "NA":
-			st.NoCustomer++
-			continue
-		case strings.HasPrefix(invoice, "C"):
-			st.Cancelled++
-			continue
-		case !isProductCode(code):
-			st.NonProduct++
-			continue
-		}
-		q, err := strconv.ParseFloat(rec[col["Quantity"]], 64)
+		p, err := strconv.ParseFloat(r.UnitPrice, 64)
 		if err != nil {
-			return fmt.Errorf("%s line %d: quantity %q: %w", path, line, rec[col["Quantity"]], err)
-		}
-		p, err := strconv.ParseFloat(rec[col["UnitPrice"]], 64)
-		if err != nil {
-			return fmt.Errorf("%s line %d: unit price %q: %w", path, line, rec[col["UnitPrice"]], err)
+			return fmt.Errorf("unit price %q: %w", r.UnitPrice, err)
 		}
 		if q <= 0 || p <= 0 {
 			st.NonPositive++
-			continue
+			return nil
 		}
-		t, err := time.Parse(time.DateTime, rec[col["InvoiceDate"]])
+		t, err := time.Parse(time.DateTime, r.InvoiceDate)
 		if err != nil {
-			return fmt.Errorf("%s line %d: invoice date: %w", path, line, err)
+			return fmt.Errorf("invoice date: %w", err)
 		}
 		st.Used++
-		if err := row(invoice, code, strings.TrimSuffix(customer, ".0"), t); err != nil {
-			return fmt.Errorf("%s line %d: %w", path, line, err)
-		}
-	}
-}
-
-// isProductCode accepts the retailer's product codes (85123A, 22423) and
-// rejects postage, fees and manual adjustments.
-func isProductCode(code string) bool {
-	if len(code) < 5 || len(code) > 12 {
-		return false
-	}
-	for i := range 5 {
-		if code[i] < '0' || code[i] > '9' {
-			return false
-		}
-	}
-	return true
+		return row(r.Invoice, r.StockCode, strings.TrimSuffix(r.Customer, ".0"), t)
+	})
 }
