@@ -85,6 +85,9 @@ type IdentitySpec struct {
 	DedupWindow string `yaml:"dedup_window"`
 	// DefaultRegion is the ISO region assumed for phones without a country code.
 	DefaultRegion string `yaml:"default_region"`
+	// MaxIdentifiers caps one profile's identifiers of all types together
+	// (default 1000; 0: no cap).
+	MaxIdentifiers *int `yaml:"max_identifiers"`
 	// Custom identifiers are taken from event fields.
 	Custom []CustomIdentifierSpec `yaml:"custom"`
 }

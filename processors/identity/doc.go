@@ -35,6 +35,15 @@
 // profile, limit for a new one). So two different user_ids never share a
 // profile under a limit of 1, whatever order the events come in.
 //
+// Rules.MaxIdentifiers (default 1,000) caps a profile's identifiers of all
+// types together, as one more limit (code '*' in the scripts, counted in
+// the profile's ".c*" field): a flood of fresh anonymous ids stops at the
+// cap, and a merge that would pass it is refused (rule profile_size). So the
+// largest merge moves fewer than 1,000 identifiers: measured 3.3–4.8 ms of
+// script time (TestProfileSizeCapStopsAFlood). Placeholder values that
+// identify nobody (the all-zero advertising id, "undefined", "null", "0",
+// "anonymous", ...) are blocked whatever the rules say (BuiltinBlocked).
+//
 // # Exactly once with Kafka
 //
 // The processor runs on the processing runtime (internal/processing) with

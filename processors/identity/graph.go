@@ -505,6 +505,10 @@ func (g *Graph) decode(blob, messageID string, eventTime time.Time) (Result, err
 			if err != nil {
 				return Result{}, err
 			}
+			if f[2] == "*" {
+				r.Rejected = append(r.Rejected, profileSizeRejection(id, f))
+				continue
+			}
 			typ := g.rules.typeName(f[2])
 			if f[0] == "L" {
 				r.Rejected = append(r.Rejected, Rejection{Identifier: id, Rule: RuleLimit,
@@ -518,6 +522,16 @@ func (g *Graph) decode(blob, messageID string, eventTime time.Time) (Result, err
 		}
 	}
 	return r, nil
+}
+
+// profileSizeRejection explains an L or X record of the size cap.
+func profileSizeRejection(id Identifier, f []string) Rejection {
+	if f[0] == "L" {
+		return Rejection{Identifier: id, Rule: RuleProfileSize,
+			Reason: fmt.Sprintf("profile_size: the profile would hold %s identifiers, max_identifiers is %s", f[3], f[4])}
+	}
+	return Rejection{Identifier: id, Rule: RuleProfileSize,
+		Reason: fmt.Sprintf("profile_size: it belongs to profile %s; merging would give one profile %s identifiers, max_identifiers is %s, so it was not linked", f[5], f[3], f[4])}
 }
 
 // member parses a stored "code:value".

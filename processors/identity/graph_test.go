@@ -427,9 +427,12 @@ func TestProfileIDsAreDeterministic(t *testing.T) {
 }
 
 // A merge larger than one Redis command may carry (Lua unpacks at most
-// about 8000 values) is split into several commands.
+// about 8000 values) is split into several commands. (With the default
+// cap on identifiers per profile such a merge cannot happen.)
 func TestLargeMerge(t *testing.T) {
-	f := newFixture(t)
+	uncapped := DefaultRules()
+	uncapped.MaxIdentifiers = 0
+	f := newFixture(t, WithRules(uncapped))
 	older := f.one("m0", "user_id=u1").ProfileID
 	var batch []Input
 	for i := range 2500 {

@@ -20,6 +20,9 @@ const (
 	RuleUnknownType     = "unknown_type"
 	RuleLimit           = "limit"
 	RuleMergeProtection = "merge_protection"
+	// RuleProfileSize: the profile holds Rules.MaxIdentifiers identifiers
+	// already (a new one is refused), or a merge would take it past them.
+	RuleProfileSize = "profile_size"
 )
 
 // Normalize returns the identifiers of one event that may enter the graph,

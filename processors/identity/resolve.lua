@@ -208,16 +208,24 @@ local function resolve(ev)
         end
       end
     else
-      local lim = limit[code]
+      -- A new identifier: within its type's limit, and within the cap on
+      -- all identifiers of a profile (code '*', Rules.MaxIdentifiers).
+      local lim, tot = limit[code], limit['*']
+      local bad
+      if lim or tot then sumS() end
       if lim then
-        sumS()
         local have = Sc[code] + (newc[code] or 0) + 1
-        if have > lim then
-          rej[#rej + 1] = 'L\31' .. mem .. '\31' .. code .. '\31' .. have .. '\31' .. lim
-        else
-          newc[code] = (newc[code] or 0) + 1; nnew = nnew + 1; acc[j] = true
-        end
+        if have > lim then bad = 'L\31' .. mem .. '\31' .. code .. '\31' .. have .. '\31' .. lim end
+      end
+      if not bad and tot then
+        local have = Sc['*'] + (newc['*'] or 0) + 1
+        if have > tot then bad = 'L\31' .. mem .. '\31*\31' .. have .. '\31' .. tot end
+      end
+      if bad then
+        rej[#rej + 1] = bad
       else
+        if lim then newc[code] = (newc[code] or 0) + 1 end
+        if tot then newc['*'] = (newc['*'] or 0) + 1 end
         nnew = nnew + 1; acc[j] = true
       end
     end
@@ -256,6 +264,7 @@ local function resolve(ev)
       local x = base + 3 * (j - 1)
       hs[#hs + 1] = A[x]; hs[#hs + 1] = A[x + 2]
       inc[A[x + 1]] = (inc[A[x + 1]] or 0) + 1
+      inc['*'] = (inc['*'] or 0) + 1 -- all identifiers, for the size cap
     end
   end
   if #hs > 0 then

@@ -28,7 +28,11 @@ const TypeProfileID = "profile_id"
 // BuiltinBlocked are values that identify nobody because broken or careless
 // producers send them for every user. They are always blocked, whatever the
 // rules add, compared case-insensitively after trimming.
-var BuiltinBlocked = []string{"", "null", "undefined", "0", "anonymous", "none", "nil", "unknown", "n/a"}
+var BuiltinBlocked = []string{"", "null", "undefined", "0", "-1", "anonymous", "none", "nil", "unknown", "n/a", "nan",
+	"[object object]", "guest",
+	// The advertising id (IDFA, GAID) a device reports when the user
+	// limited ad tracking: the same for millions of devices.
+	"00000000-0000-0000-0000-000000000000", "00000000000000000000000000000000"}
 
 // Rules decide which identifiers count and how many of each type one
 // profile may hold. They come from the topology (YAML) and must be the same
@@ -59,16 +63,29 @@ type Rules struct {
 	// numbers written without a country code. Empty means such numbers are
 	// rejected: guessing a country links strangers.
 	DefaultRegion string `yaml:"default_region"`
+	// MaxIdentifiers caps the identifiers of one profile, of all types
+	// together (0: no cap). It guards the unlimited types (anonymous and
+	// device ids): a broken producer sending a fresh anonymous id with a
+	// user id on every event would otherwise grow one profile without
+	// bound, and merging it would stall the shard. A new identifier past the
+	// cap is refused, and so is a merge that would pass it (Rejection rule
+	// profile_size). Counted from when the graph first ran with this rule.
+	MaxIdentifiers int `yaml:"max_identifiers"`
 }
 
+// DefaultMaxIdentifiers is the default cap on a profile's identifiers.
+const DefaultMaxIdentifiers = 1000
+
 // DefaultRules are Segment's defaults: one user_id, five emails and five
-// phones per profile, any number of device and anonymous ids, priority
-// user_id > email > phone > device_id > anonymous_id, a 24 h dedup window.
+// phones per profile, priority user_id > email > phone > device_id >
+// anonymous_id, a 24 h dedup window; and at most 1,000 identifiers in all
+// per profile.
 func DefaultRules() Rules {
 	return Rules{
-		Priority:    []string{TypeUserID, TypeEmail, TypePhone, TypeDeviceID, TypeAnonymousID},
-		Limits:      map[string]int{TypeUserID: 1, TypeEmail: 5, TypePhone: 5},
-		DedupWindow: 24 * time.Hour,
+		Priority:       []string{TypeUserID, TypeEmail, TypePhone, TypeDeviceID, TypeAnonymousID},
+		Limits:         map[string]int{TypeUserID: 1, TypeEmail: 5, TypePhone: 5},
+		DedupWindow:    24 * time.Hour,
+		MaxIdentifiers: DefaultMaxIdentifiers,
 	}
 }
 
@@ -131,6 +148,9 @@ func (r Rules) Validate() error {
 			return fmt.Errorf("identity rules: limits: %s: %d is negative (0 means unlimited)", t, n)
 		}
 	}
+	if r.MaxIdentifiers < 0 {
+		return fmt.Errorf("identity rules: max_identifiers %d is negative (0 means no cap)", r.MaxIdentifiers)
+	}
 	if r.DedupWindow < time.Second {
 		return fmt.Errorf("identity rules: dedup_window %v: want at least 1s", r.DedupWindow)
 	}
@@ -171,6 +191,9 @@ func compile(r Rules) (*compiled, error) {
 		if n > 0 {
 			c.limit[codeOf(t)] = n
 		}
+	}
+	if r.MaxIdentifiers > 0 {
+		c.limit["*"] = r.MaxIdentifiers // resolve.lua: all identifiers
 	}
 	for _, b := range slices.Concat(BuiltinBlocked, r.Blocked) {
 		b = strings.ToLower(strings.TrimSpace(b))
