@@ -88,6 +88,9 @@ type IdentitySpec struct {
 	// MaxIdentifiers caps one profile's identifiers of all types together
 	// (default 1000; 0: no cap).
 	MaxIdentifiers *int `yaml:"max_identifiers"`
+	// DedupShards is how many Redis hashes one dedup window is spread over
+	// (default 16384).
+	DedupShards int `yaml:"dedup_shards"`
 	// Custom identifiers are taken from event fields.
 	Custom []CustomIdentifierSpec `yaml:"custom"`
 }

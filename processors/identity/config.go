@@ -30,6 +30,9 @@ func FromSpec(s topology.IdentitySpec) (Rules, []CustomIdentifier, string, error
 	}
 	r.Blocked = s.Blocked
 	r.DefaultRegion = s.DefaultRegion
+	if s.DedupShards != 0 {
+		r.DedupShards = s.DedupShards
+	}
 	if s.MaxIdentifiers != nil {
 		r.MaxIdentifiers = *s.MaxIdentifiers
 	}

@@ -200,7 +200,7 @@ func NewGraph(rdb redis.UniversalClient, opts ...Option) (*Graph, error) {
 	// Dedup buckets are one window wide and an event looks into its own and
 	// the previous one, so a bucket is needed for two windows after its
 	// first event; the third covers consumer lag.
-	g.header = []any{g.window, 3 * g.window, o.buckets, o.load, g.space}
+	g.header = []any{g.window, 3 * g.window, o.buckets, o.load, g.space, c.DedupShards}
 	codes := make([]string, 0, len(c.limit))
 	for code := range c.limit {
 		codes = append(codes, code)

@@ -7,7 +7,7 @@
 -- so all of them, and the journal's (same hash tag), hash to one slot.
 --
 -- ARGV: the journal step header (or '-' and 9 blanks: not journaled), then
---       window, dedup ttl, initial buckets, load factor, space,
+--       window, dedup ttl, initial buckets, load factor, space, dedup shards,
 --       nlim, (code, limit) * nlim,
 --       nev, per event: offset, kind;
 --         kind 'Q' (decided before: a dead letter): receipt;
@@ -26,7 +26,8 @@ local W = tonumber(A[i])
 local ttl = tonumber(A[i + 1])
 local ib, il = A[i + 2], A[i + 3]
 local space = A[i + 4]
-i = i + 5
+local dshards = tonumber(A[i + 5])
+i = i + 6
 local nlim = tonumber(A[i]); i = i + 1
 local limit, lcodes, lfields = {}, {}, {}
 for k = 1, nlim do
@@ -296,11 +297,14 @@ for e = 1, nev do
       -- Own bucket first: a copy carries the original's timestamp, so it
       -- almost always lands here and costs one call. Otherwise the previous
       -- bucket: was the id seen at most W earlier?
-      local dk = pre .. 'd' .. string.format('%d', ev.didx)
+      -- The window's ids are spread over dshards small hashes by digest.
+      local b1, b2, b3 = string.byte(ev.md, 1, 3)
+      local shard = string.format(':%d', ((b1 * 256 + b2) * 256 + b3) % dshards)
+      local dk = pre .. 'd' .. string.format('%d', ev.didx) .. shard
       if redis.call('HSETNX', dk, ev.md, ev.drel) == 0 then
         dup = true
       else
-        local v = redis.call('HGET', pre .. 'd' .. string.format('%d', ev.didx - 1), ev.md)
+        local v = redis.call('HGET', pre .. 'd' .. string.format('%d', ev.didx - 1) .. shard, ev.md)
         if v and ev.drel <= tonumber(v) then dup = true end
         if not expiring[dk] then
           redis.call('EXPIRE', dk, ttl, 'NX')

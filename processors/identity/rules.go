@@ -71,10 +71,19 @@ type Rules struct {
 	// cap is refused, and so is a merge that would pass it (Rejection rule
 	// profile_size). Counted from when the graph first ran with this rule.
 	MaxIdentifiers int `yaml:"max_identifiers"`
+	// DedupShards splits each dedup window's message ids over this many
+	// small Redis hashes (by digest), so that no key grows large and no
+	// expiry frees a big one at once. Size it to about the events of one
+	// window divided by 2,000 (the default, 16,384, keeps keys at a few
+	// thousand fields up to about 30M events a window).
+	DedupShards int `yaml:"dedup_shards"`
 }
 
 // DefaultMaxIdentifiers is the default cap on a profile's identifiers.
 const DefaultMaxIdentifiers = 1000
+
+// DefaultDedupShards is the default number of dedup hashes per window.
+const DefaultDedupShards = 16384
 
 // DefaultRules are Segment's defaults: one user_id, five emails and five
 // phones per profile, priority user_id > email > phone > device_id >
@@ -86,6 +95,7 @@ func DefaultRules() Rules {
 		Limits:         map[string]int{TypeUserID: 1, TypeEmail: 5, TypePhone: 5},
 		DedupWindow:    24 * time.Hour,
 		MaxIdentifiers: DefaultMaxIdentifiers,
+		DedupShards:    DefaultDedupShards,
 	}
 }
 
@@ -147,6 +157,9 @@ func (r Rules) Validate() error {
 		if n < 0 {
 			return fmt.Errorf("identity rules: limits: %s: %d is negative (0 means unlimited)", t, n)
 		}
+	}
+	if r.DedupShards < 1 || r.DedupShards > 1<<24 {
+		return fmt.Errorf("identity rules: dedup_shards %d: want 1 to %d", r.DedupShards, 1<<24)
 	}
 	if r.MaxIdentifiers < 0 {
 		return fmt.Errorf("identity rules: max_identifiers %d is negative (0 means no cap)", r.MaxIdentifiers)

@@ -81,3 +81,51 @@ func TestProfileSizeCapStopsAFlood(t *testing.T) {
 	t.Logf("the flood stopped at %d identifiers (%d refused); the largest merge the cap allows (%d identifiers moved) took %d µs of script time in Redis",
 		len(ids), refused, DefaultMaxIdentifiers-1, took)
 }
+
+// TestDedupKeysStayBounded resolves 1M events of one dedup window with the
+// window spread over 256 hashes: no hash may hold more than a few thousand
+// message ids (the expectation is 3,906 each), so no key grows without
+// bound and no expiry frees a large one. It reports the dedup memory per
+// event, the figure the sizing in doc.go is computed from.
+func TestDedupKeysStayBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("resolves 1M events")
+	}
+	rules := DefaultRules()
+	rules.DedupShards = 256
+	f := newFixture(t, WithRules(rules), WithChunkSize(1000))
+	const events = 1_000_000
+	batch := make([]Input, 0, 5000)
+	for i := range events {
+		in := f.ev(fmt.Sprint("m-", i), fmt.Sprintf("user_id=u-%d", i%20000))
+		in.Time = f.t0 // one window
+		batch = append(batch, in)
+		if len(batch) == cap(batch) {
+			f.resolve(f.g, batch...)
+			batch = batch[:0]
+		}
+	}
+	keys := 0
+	var total, largest int64
+	iter := f.rdb.Scan(f.ctx, 0, f.prefix+"{default}:d*", 1000).Iterator()
+	for iter.Next(f.ctx) {
+		n, err := f.rdb.HLen(f.ctx, iter.Val()).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys++
+		total += n
+		largest = max(largest, n)
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if total != events || keys != 256 {
+		t.Fatalf("%d message ids in %d dedup keys, want %d in 256", total, keys, events)
+	}
+	if largest > 4500 {
+		t.Errorf("a dedup key holds %d message ids, want at most 4,500 (3,906 expected)", largest)
+	}
+	mem := memoryUsage(t, f.ctx, f.rdb, f.prefix+"{default}:")
+	t.Logf("1M events over 256 dedup keys: largest %d ids; dedup memory %.1f B per event", largest, float64(mem['d'])/events)
+}
