@@ -16,8 +16,12 @@ type Services struct {
 	KafkaBrokers []string `env:"CDP_KAFKA_BROKERS" envSeparator:"," envDefault:"127.0.0.1:9092"`
 	// SchemaRegistryURL is a Confluent-compatible schema registry.
 	SchemaRegistryURL string `env:"CDP_SCHEMA_REGISTRY_URL" envDefault:"http://127.0.0.1:8081"`
-	// RedisURL is a redis:// URL (database number in the path).
+	// RedisURL is a redis:// URL (database number in the path), or a
+	// redis+cluster:// one naming a Redis Cluster (see NewRedis).
 	RedisURL string `env:"CDP_REDIS_URL" envDefault:"redis://127.0.0.1:6379/0"`
+	// IdentityRedisURL, when set, gives the identity graph a Redis of its
+	// own (default: RedisURL).
+	IdentityRedisURL string `env:"CDP_IDENTITY_REDIS_URL"`
 	// ClickHouseDSN is a clickhouse:// (native) or http:// DSN.
 	ClickHouseDSN string `env:"CDP_CLICKHOUSE_DSN" envDefault:"clickhouse://127.0.0.1:9000/default"`
 	// TopicPrefix is prepended with a dot to every logical topic name
@@ -51,8 +55,17 @@ func (s Services) Validate() error {
 			return fmt.Errorf("%s=%q: want a %s:// URL", u.name, u.val, u.want)
 		}
 	}
-	if !strings.HasPrefix(s.RedisURL, "redis://") && !strings.HasPrefix(s.RedisURL, "rediss://") && !strings.HasPrefix(s.RedisURL, "unix://") {
-		return fmt.Errorf("CDP_REDIS_URL=%q: want a redis://, rediss:// or unix:// URL", s.RedisURL)
+	for _, u := range []struct{ name, val string }{{"CDP_REDIS_URL", s.RedisURL}, {"CDP_IDENTITY_REDIS_URL", s.IdentityRedisURL}} {
+		if u.val == "" && u.name == "CDP_IDENTITY_REDIS_URL" {
+			continue
+		}
+		ok := false
+		for _, p := range []string{"redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://"} {
+			ok = ok || strings.HasPrefix(u.val, p)
+		}
+		if !ok {
+			return fmt.Errorf("%s=%q: want a redis://, rediss://, unix:// or redis+cluster:// URL", u.name, u.val)
+		}
 	}
 	return nil
 }

@@ -3,6 +3,8 @@ package config
 import (
 	"strings"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 )
 
 func TestLoadDefaultsAndOverrides(t *testing.T) {
@@ -35,6 +37,9 @@ func TestValidate(t *testing.T) {
 		{"no brokers", func(s *Services) { s.KafkaBrokers = []string{" "} }, "CDP_KAFKA_BROKERS"},
 		{"registry not http", func(s *Services) { s.SchemaRegistryURL = "r:8081" }, "CDP_SCHEMA_REGISTRY_URL"},
 		{"redis not redis url", func(s *Services) { s.RedisURL = "127.0.0.1:6379" }, "CDP_REDIS_URL"},
+		{"redis cluster", func(s *Services) { s.RedisURL = "redis+cluster://a:1?addr=b:2" }, ""},
+		{"identity redis", func(s *Services) { s.IdentityRedisURL = "rediss://x:1" }, ""},
+		{"identity redis not a url", func(s *Services) { s.IdentityRedisURL = "x:1" }, "CDP_IDENTITY_REDIS_URL"},
 		{"no clickhouse", func(s *Services) { s.ClickHouseDSN = "" }, "CDP_CLICKHOUSE_DSN"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -55,5 +60,46 @@ func TestValidate(t *testing.T) {
 func TestTopicWithoutPrefix(t *testing.T) {
 	if got := (Services{}).Topic("events.raw"); got != "events.raw" {
 		t.Errorf("Topic = %q", got)
+	}
+}
+
+func TestNewRedis(t *testing.T) {
+	for _, tc := range []struct {
+		url     string
+		cluster bool
+		addrs   string
+	}{
+		{"redis://127.0.0.1:6379/2", false, "127.0.0.1:6379"},
+		{"redis+cluster://127.0.0.1:7000?addr=127.0.0.1:7001&addr=127.0.0.1:7002", true, "127.0.0.1:7000 127.0.0.1:7001 127.0.0.1:7002"},
+	} {
+		c, err := NewRedis(tc.url)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.url, err)
+		}
+		switch cl := c.(type) {
+		case *redis.ClusterClient:
+			if !tc.cluster || strings.Join(cl.Options().Addrs, " ") != tc.addrs {
+				t.Errorf("%s: cluster client of %v", tc.url, cl.Options().Addrs)
+			}
+		case *redis.Client:
+			if tc.cluster || cl.Options().Addr != tc.addrs || cl.Options().DB != 2 {
+				t.Errorf("%s: client of %s db %d", tc.url, cl.Options().Addr, cl.Options().DB)
+			}
+		default:
+			t.Errorf("%s: %T", tc.url, c)
+		}
+		c.Close()
+	}
+	if _, err := NewRedis("redis+cluster://h:1?bogus=1"); err == nil {
+		t.Error("an unknown cluster URL parameter was accepted")
+	}
+	if IsClusterURL("redis://a:1") || !IsClusterURL("rediss+cluster://a:1") {
+		t.Error("IsClusterURL")
+	}
+	if s := (Services{RedisURL: "redis://a:1"}); s.IdentityRedis() != "redis://a:1" {
+		t.Error("IdentityRedis default")
+	}
+	if s := (Services{RedisURL: "redis://a:1", IdentityRedisURL: "redis://b:2"}); s.IdentityRedis() != "redis://b:2" {
+		t.Error("IdentityRedis override")
 	}
 }

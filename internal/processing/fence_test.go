@@ -52,7 +52,7 @@ type logEntry struct {
 }
 
 // readLogs returns each partition's log, in write order.
-func readLogs(t *testing.T, rdb *redis.Client, prefix string) map[string][]logEntry {
+func readLogs(t *testing.T, rdb redis.UniversalClient, prefix string) map[string][]logEntry {
 	t.Helper()
 	ctx := context.Background()
 	out := map[string][]logEntry{}

@@ -80,18 +80,18 @@ func (t *countTask) Process(_ context.Context, tc *processing.TaskContext, recs 
 
 // effects sums the counters every countTask wrote under prefix: topic/offset
 // -> times applied.
-func effects(t *testing.T, rdb *redis.Client, prefix string) map[string]int {
+func effects(t *testing.T, rdb redis.UniversalClient, prefix string) map[string]int {
 	t.Helper()
 	return counters(t, rdb, prefix, "eff")
 }
 
 // effects2 sums the counters of hashes named suffix in the test's keys.
-func effects2(t *testing.T, env *testkit.Env, rdb *redis.Client, suffix string) map[string]int {
+func effects2(t *testing.T, env *testkit.Env, rdb redis.UniversalClient, suffix string) map[string]int {
 	t.Helper()
 	return counters(t, rdb, env.RedisPrefix(), suffix)
 }
 
-func counters(t *testing.T, rdb *redis.Client, prefix, suffix string) map[string]int {
+func counters(t *testing.T, rdb redis.UniversalClient, prefix, suffix string) map[string]int {
 	t.Helper()
 	ctx := context.Background()
 	out := map[string]int{}
@@ -191,7 +191,7 @@ func testLogger(t *testing.T) *zap.Logger {
 	return zap.NewNop()
 }
 
-func newJournal(env *testkit.Env, rdb *redis.Client, name string, opts ...journal.Option) *journal.Redis {
+func newJournal(env *testkit.Env, rdb redis.UniversalClient, name string, opts ...journal.Option) *journal.Redis {
 	return journal.New(rdb, env.RedisPrefix(), name, opts...)
 }
 

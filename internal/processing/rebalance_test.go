@@ -21,7 +21,7 @@ import (
 // once. The first step of each of its tasks sleeps between the two, so that
 // a second member joins meanwhile.
 type markerProc struct {
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	prefix string
 	slow   time.Duration
 	slowed atomic.Int32 // tasks in or past their slow step

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -144,28 +145,52 @@ func (e *Env) Registry(t testing.TB) *sr.Client {
 // deleted when the test ends.
 func (e *Env) RedisPrefix() string { return "t" + e.ID + ":" }
 
-// Redis returns a client for the stack's Redis. Keys under RedisPrefix are
-// removed when the test ends.
-func (e *Env) Redis(t testing.TB) *redis.Client {
+// Redis returns a client for the stack's Redis (a cluster client when
+// CDP_REDIS_URL names a Redis Cluster). Keys under RedisPrefix are removed
+// when the test ends.
+func (e *Env) Redis(t testing.TB) redis.UniversalClient {
 	t.Helper()
-	opt, err := redis.ParseURL(e.Services.RedisURL)
+	cl, err := config.NewRedis(e.Services.RedisURL)
 	if err != nil {
-		t.Fatalf("parsing CDP_REDIS_URL: %v", err)
+		t.Fatal(err)
 	}
-	cl := redis.NewClient(opt)
 	if err := cl.Ping(Context(t)).Err(); err != nil {
 		t.Fatalf("redis at %s: %v", e.Services.RedisURL, err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		iter := cl.Scan(ctx, 0, e.RedisPrefix()+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			cl.Del(ctx, iter.Val())
+		keys, _ := Keys(ctx, cl, e.RedisPrefix()+"*")
+		for _, k := range keys {
+			cl.Del(ctx, k)
 		}
 		_ = cl.Close()
 	})
 	return cl
+}
+
+// Keys lists the keys matching pattern, on every master of a cluster.
+func Keys(ctx context.Context, cl redis.UniversalClient, pattern string) ([]string, error) {
+	var (
+		mu   sync.Mutex
+		keys []string
+	)
+	scan := func(ctx context.Context, c *redis.Client) error {
+		iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
+		for iter.Next(ctx) {
+			mu.Lock()
+			keys = append(keys, iter.Val())
+			mu.Unlock()
+		}
+		return iter.Err()
+	}
+	switch c := cl.(type) {
+	case *redis.ClusterClient:
+		return keys, c.ForEachMaster(ctx, scan)
+	case *redis.Client:
+		return keys, scan(ctx, c)
+	}
+	return nil, fmt.Errorf("testkit: listing keys of a %T", cl)
 }
 
 // ClickHouseDatabase is the database this test owns.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/streamcdp/streamcdp/internal/testkit"
 )
 
 // persona is one simulated customer with realistic identifier shapes.
@@ -196,15 +197,11 @@ func evalshaUsec(tb testing.TB, f *fixture) int64 {
 
 // memoryUsage sums MEMORY USAGE of the keys under prefix whose suffix (after
 // the prefix) starts with one of the kinds.
-func memoryUsage(tb testing.TB, ctx context.Context, rdb *redis.Client, prefix string) map[byte]int64 {
+func memoryUsage(tb testing.TB, ctx context.Context, rdb redis.UniversalClient, prefix string) map[byte]int64 {
 	tb.Helper()
 	out := map[byte]int64{}
-	var keys []string
-	iter := rdb.Scan(ctx, 0, prefix+"*", 5000).Iterator()
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-	}
-	if err := iter.Err(); err != nil {
+	keys, err := testkit.Keys(ctx, rdb, prefix+"*")
+	if err != nil {
 		tb.Fatal(err)
 	}
 	cmds := make([]*redis.IntCmd, len(keys))
@@ -222,7 +219,7 @@ func memoryUsage(tb testing.TB, ctx context.Context, rdb *redis.Client, prefix s
 	return out
 }
 
-func usedMemory(tb testing.TB, ctx context.Context, rdb *redis.Client) int64 {
+func usedMemory(tb testing.TB, ctx context.Context, rdb redis.UniversalClient) int64 {
 	tb.Helper()
 	info, err := rdb.Info(ctx, "memory").Result()
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/sr"
 	"go.uber.org/zap"
 
@@ -74,17 +73,16 @@ func Open(ctx context.Context, svc config.Services, spec topology.IdentitySpec, 
 	if err != nil {
 		return nil, nil, err
 	}
-	opt, err := redis.ParseURL(svc.RedisURL)
+	rdb, err := config.NewRedis(svc.IdentityRedis())
 	if err != nil {
-		return nil, nil, fmt.Errorf("parsing CDP_REDIS_URL: %w", err)
+		return nil, nil, err
 	}
-	rdb := redis.NewClient(opt)
 	fail := func(err error) (*Processor, func(), error) {
 		rdb.Close()
 		return nil, nil, err
 	}
 	if err := rdb.Ping(ctx).Err(); err != nil {
-		return fail(fmt.Errorf("redis at %s: %w", svc.RedisURL, err))
+		return fail(fmt.Errorf("redis at %s: %w", svc.IdentityRedis(), err))
 	}
 	g, err := NewGraph(rdb, WithRules(rules), WithSpace(space), WithPrefix(svc.TopicPrefix+":"))
 	if err != nil {

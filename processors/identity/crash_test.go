@@ -55,13 +55,21 @@ func (s *stage) committedTotal(t testing.TB, adm *kadm.Client) int64 {
 // exactly once (read_committed), with the same profile id, and no other
 // record. The raw topic has one partition so that both runs see the events
 // in one order, which makes profile ids comparable one to one.
-func TestCrashRestartEqualsUninterrupted(t *testing.T) {
+func TestCrashRestartEqualsUninterrupted(t *testing.T) { crashRestartEqualsUninterrupted(t, "") }
+
+// TestCrashRestartOnRedisCluster is the same on a Redis Cluster of three
+// redis-server processes.
+func TestCrashRestartOnRedisCluster(t *testing.T) {
+	crashRestartEqualsUninterrupted(t, startPrivateCluster(t, 3).url())
+}
+
+func crashRestartEqualsUninterrupted(t *testing.T, redisURL string) {
 	bin := testkit.CDPBinary(t)
 	cfg := generate.DefaultConfig()
 	cfg.Persons, cfg.Events, cfg.Seed = 600, 40000, 11
 	cfg.DupShare, cfg.InvalidShare = 0.02, 0.01
 
-	ref := newStage(t, 1)
+	ref := newStageOn(t, 1, redisURL)
 	_, truth := ref.produce(t, cfg)
 	refProcs, stop := ref.start(t, 1)
 	ref.waitConsumed(t, 2*time.Minute)
@@ -70,7 +78,7 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) {
 	// The crashed run gets the same records in the same order, but in
 	// chunks, one before each kill, so that every kill lands while there
 	// is work in flight (a whole backlog is processed in a few seconds).
-	crash := newStage(t, 1)
+	crash := newStageOn(t, 1, redisURL)
 	lines, _ := generateLines(t, cfg)
 	const chunks = 8
 	chunk := (len(lines) + chunks - 1) / chunks

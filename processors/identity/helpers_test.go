@@ -16,7 +16,7 @@ import (
 // fixture is one test's graph on the real Redis of the local stack.
 type fixture struct {
 	t      testing.TB
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	prefix string
 	g      *Graph
 	ctx    context.Context
@@ -92,13 +92,15 @@ func (f *fixture) lookup(g *Graph, typ, val string) string {
 
 // dump returns every key under prefix (without the prefix) with a
 // canonical rendering of its content: hash fields sorted, streams in order.
-func dump(t testing.TB, rdb *redis.Client, prefix string) map[string]string {
+func dump(t testing.TB, rdb redis.UniversalClient, prefix string) map[string]string {
 	t.Helper()
 	ctx := context.Background()
 	out := map[string]string{}
-	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-	for iter.Next(ctx) {
-		k := iter.Val()
+	keys, err := testkit.Keys(ctx, rdb, prefix+"*")
+	if err != nil {
+		t.Fatalf("listing %s*: %v", prefix, err)
+	}
+	for _, k := range keys {
 		typ, err := rdb.Type(ctx, k).Result()
 		if err != nil {
 			t.Fatalf("TYPE %s: %v", k, err)
@@ -126,9 +128,6 @@ func dump(t testing.TB, rdb *redis.Client, prefix string) map[string]string {
 			t.Fatalf("unexpected key %s of type %s", k, typ)
 		}
 		out[strings.TrimPrefix(k, prefix)] = typ + " " + s
-	}
-	if err := iter.Err(); err != nil {
-		t.Fatalf("SCAN %s*: %v", prefix, err)
 	}
 	return out
 }

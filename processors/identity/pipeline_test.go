@@ -34,8 +34,16 @@ type stage struct {
 	group                       string
 }
 
-func newStage(t testing.TB, rawPartitions int32) *stage {
+func newStage(t testing.TB, rawPartitions int32) *stage { return newStageOn(t, rawPartitions, "") }
+
+// newStageOn is newStage with the graph in the Redis (or Redis Cluster)
+// redisURL names; empty is the stack's.
+func newStageOn(t testing.TB, rawPartitions int32, redisURL string) *stage {
 	env := testkit.New(t)
+	if redisURL != "" {
+		env.Services.RedisURL = redisURL
+	}
+	env.Redis(t) // the graph's keys go when the test ends
 	s := &stage{env: env, group: env.Services.TopicPrefix + "-identity"}
 	s.raw = env.Topic(t, "events.raw", rawPartitions)
 	s.resolved = env.Topic(t, "events.resolved", 4)
@@ -322,12 +330,20 @@ var reasonCode = map[string]string{
 // dead-lettered with its reason, the grouping of identifiers scored by
 // pairwise precision and recall (>= 0.99 each), no profile with two user
 // ids, and the same grouping as one processor alone on the same events.
-func TestPipelineMatchesTruth(t *testing.T) {
+func TestPipelineMatchesTruth(t *testing.T) { pipelineMatchesTruth(t, "") }
+
+// TestPipelineMatchesTruthOnRedisCluster is the same on a Redis Cluster
+// of three redis-server processes.
+func TestPipelineMatchesTruthOnRedisCluster(t *testing.T) {
+	pipelineMatchesTruth(t, startPrivateCluster(t, 3).url())
+}
+
+func pipelineMatchesTruth(t *testing.T, redisURL string) {
 	cfg := generate.DefaultConfig()
 	cfg.Persons, cfg.Events, cfg.Seed = 400, 12000, 42
 	cfg.DupShare, cfg.InvalidShare, cfg.LateShare = 0.03, 0.02, 0.05
 
-	four := newStage(t, 4)
+	four := newStageOn(t, 4, redisURL)
 	_, truth := four.produce(t, cfg)
 	procs, stop := four.start(t, 4)
 	four.waitConsumed(t, 2*time.Minute)
@@ -395,7 +411,7 @@ func TestPipelineMatchesTruth(t *testing.T) {
 	}
 
 	// The same events through one processor give the same grouping.
-	one := newStage(t, 4)
+	one := newStageOn(t, 4, redisURL)
 	one.produce(t, cfg)
 	procsOne, stopOne := one.start(t, 1)
 	one.waitConsumed(t, 2*time.Minute)

@@ -3,6 +3,8 @@ package identity
 import (
 	"fmt"
 	"testing"
+
+	"github.com/streamcdp/streamcdp/internal/testkit"
 )
 
 // TestProfileSizeCapStopsAFlood: a producer that sends a fresh anonymous id
@@ -107,18 +109,18 @@ func TestDedupKeysStayBounded(t *testing.T) {
 	}
 	keys := 0
 	var total, largest int64
-	iter := f.rdb.Scan(f.ctx, 0, f.prefix+"{default}:d*", 1000).Iterator()
-	for iter.Next(f.ctx) {
-		n, err := f.rdb.HLen(f.ctx, iter.Val()).Result()
+	dkeys, err := testkit.Keys(f.ctx, f.rdb, f.prefix+"{default}:d*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range dkeys {
+		n, err := f.rdb.HLen(f.ctx, k).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
 		keys++
 		total += n
 		largest = max(largest, n)
-	}
-	if err := iter.Err(); err != nil {
-		t.Fatal(err)
 	}
 	if total != events || keys != 256 {
 		t.Fatalf("%d message ids in %d dedup keys, want %d in 256", total, keys, events)
