@@ -20,6 +20,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/streamcdp/streamcdp/processors/features/definition"
 )
 
 //go:embed topology.yaml
@@ -39,6 +41,9 @@ type Topology struct {
 	Processors []Processor `yaml:"processors"`
 	// Identity holds the identity processor's rules.
 	Identity IdentitySpec `yaml:"identity"`
+	// Features are the feature definitions of the features processor
+	// (see processors/features/definition).
+	Features definition.Spec `yaml:"features"`
 
 	// Warnings are problems that do not stop the topology from working,
 	// such as a topic that nothing reads or writes.

@@ -2,11 +2,14 @@ package topology
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/streamcdp/streamcdp/processors/features/definition"
 )
 
 // Problem is one thing wrong in a topology file and where it is, so that an
@@ -170,6 +173,16 @@ func (t *Topology) validate() (problems, warnings []Problem) {
 		}
 		if !ok {
 			v.errorf(p+".path", "custom identifier %q: path %q must be traits.X, context.traits.X, properties.X or context.extra.X", c.Type, c.Path)
+		}
+	}
+	if _, err := definition.Compile(t.Features); err != nil {
+		var errs definition.Errors
+		if errors.As(err, &errs) {
+			for _, e := range errs {
+				v.errorf("features."+e.Path, "features.%s", e.Error())
+			}
+		} else {
+			v.errorf("features", "features: %v", err)
 		}
 	}
 	for i, tp := range t.Topics {
