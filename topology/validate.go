@@ -175,6 +175,15 @@ func (t *Topology) validate() (problems, warnings []Problem) {
 			v.errorf(p+".path", "custom identifier %q: path %q must be traits.X, context.traits.X, properties.X or context.extra.X", c.Type, c.Path)
 		}
 	}
+	if fold, ok := t.Topic("features.fold"); ok {
+		if res, ok := t.Topic("events.resolved"); ok && fold.Partitions != res.Partitions {
+			for i, tp := range t.Topics {
+				if tp.Name == "features.fold" {
+					v.errorf(fmt.Sprintf("topics[%d].partitions", i), "features.fold must have as many partitions as events.resolved (%d): the features processor co-partitions them", res.Partitions)
+				}
+			}
+		}
+	}
 	if _, err := definition.Compile(t.Features); err != nil {
 		var errs definition.Errors
 		if errors.As(err, &errs) {

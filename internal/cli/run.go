@@ -12,10 +12,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
 	"github.com/streamcdp/streamcdp/internal/config"
 	"github.com/streamcdp/streamcdp/internal/processing"
+	"github.com/streamcdp/streamcdp/processors/features"
 	"github.com/streamcdp/streamcdp/processors/identity"
 	"github.com/streamcdp/streamcdp/topology"
 )
@@ -39,12 +41,14 @@ type built struct {
 	proc       processing.Processor
 	journal    processing.Journal
 	deadLetter string
+	kafkaOpts  []kgo.Opt
 	cleanup    func()
 }
 
 // builders construct the processors that exist so far, by name.
 var builders = map[string]func(ctx context.Context, d runDeps) (built, error){
 	"identity": buildIdentity,
+	"features": buildFeatures,
 }
 
 func newRunCmd() *cobra.Command {
@@ -121,7 +125,7 @@ its partitions back without a rebalance.`,
 					// prefix keeps two environments on one cluster apart.
 					TransactionalID: svc.TopicPrefix + "-" + name + "-" + id,
 					Journal:         b.journal, DeadLetterTopic: b.deadLetter, SessionTimeout: sessionTimeout,
-					Logger: log.Named(name), Metrics: metrics,
+					Logger: log.Named(name), Metrics: metrics, KafkaOpts: b.kafkaOpts,
 				}, b.proc)
 				if err != nil {
 					return err
@@ -201,6 +205,14 @@ func buildIdentity(ctx context.Context, d runDeps) (built, error) {
 		return built{}, err
 	}
 	return built{proc: p, journal: p.Journal(), deadLetter: d.svc.Topic("events.dlq"), cleanup: cleanup}, nil
+}
+
+func buildFeatures(ctx context.Context, d runDeps) (built, error) {
+	p, cleanup, err := features.Open(ctx, d.svc, d.topo, d.metrics, d.reg, d.log)
+	if err != nil {
+		return built{}, err
+	}
+	return built{proc: p, journal: p.Journal(), deadLetter: d.svc.Topic("events.dlq"), kafkaOpts: p.KafkaOpts(), cleanup: cleanup}, nil
 }
 
 func envOr(key, def string) string {

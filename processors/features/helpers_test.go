@@ -1,0 +1,189 @@
+package features
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/streamcdp/streamcdp/internal/config"
+	"github.com/streamcdp/streamcdp/internal/processing"
+	"github.com/streamcdp/streamcdp/internal/testkit"
+	"github.com/streamcdp/streamcdp/processors/features/definition"
+	"github.com/streamcdp/streamcdp/schemas"
+)
+
+// stage is one test's features pipeline: its topics, and processors
+// running on them.
+type stage struct {
+	env                                          *testkit.Env
+	resolved, merges, fold, changes, dlqT, group string
+	partitions                                   int
+	set                                          *definition.Set
+	serde                                        *schemas.Serde
+}
+
+func newStage(t testing.TB, partitions int32, set *definition.Set) *stage {
+	env := testkit.New(t)
+	env.Redis(t) // keys go when the test ends
+	s := &stage{env: env, group: env.Services.TopicPrefix + "-features", partitions: int(partitions), set: set}
+	s.resolved = env.Topic(t, "events.resolved", partitions)
+	s.merges = env.Topic(t, "identity.merges", 2)
+	s.fold = env.Topic(t, "features.fold", partitions)
+	s.changes = env.Topic(t, "profiles.changes", partitions)
+	s.dlqT = env.Topic(t, "events.dlq", 1)
+	s.serde = schemas.NewSerde(env.Registry(t))
+	return s
+}
+
+func (s *stage) config() Config {
+	return Config{ResolvedTopic: s.resolved, MergesTopic: s.merges, FoldTopic: s.fold, ChangesTopic: s.changes,
+		DLQTopic: s.dlqT, Partitions: s.partitions, Prefix: s.env.RedisPrefix()}
+}
+
+func (s *stage) redis(t testing.TB) *Reader {
+	rdb, err := config.NewRedis(s.env.Services.RedisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	return NewReader(rdb, s.config(), s.set)
+}
+
+// start runs n processors (each its own Processor and group member, like n
+// processes) until stop is called.
+func (s *stage) start(t testing.TB, n int) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := range n {
+		rdb, err := config.NewRedis(s.env.Services.RedisURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := processing.NewMetrics(nil)
+		p, err := NewProcessor(s.config(), s.set, s.serde, rdb, m, nil, zap.NewNop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := processing.New(processing.Config{Name: "features", Brokers: s.env.Services.KafkaBrokers, Group: s.group,
+			Inputs: []string{s.resolved, s.merges, s.fold}, InstanceID: fmt.Sprintf("%s-%d", s.env.ID, i), Metrics: m,
+			MaxBackoff: 200 * time.Millisecond, Journal: p.Journal(), DeadLetterTopic: s.dlqT, KafkaOpts: p.KafkaOpts()}, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer rdb.Close()
+			if err := r.Run(ctx); err != nil {
+				t.Errorf("runner %d: %v", i, err)
+			}
+		}()
+	}
+	return func() { cancel(); wg.Wait() }
+}
+
+// waitDone waits until the group has committed the end of every input
+// topic twice in a row (the fold topic grows while merges are handled).
+func (s *stage) waitDone(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	adm := s.env.Admin(t)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout+30*time.Second)
+	defer cancel()
+	deadline := time.Now().Add(timeout)
+	streak := 0
+	for streak < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the features group did not consume its inputs within %s", timeout)
+		}
+		time.Sleep(300 * time.Millisecond)
+		ends, err := adm.ListEndOffsets(ctx, s.resolved, s.merges, s.fold)
+		if err != nil {
+			t.Fatal(err)
+		}
+		committed, err := adm.FetchOffsets(ctx, s.group)
+		done := err == nil
+		ends.Each(func(o kadm.ListedOffset) {
+			c, ok := committed.Lookup(o.Topic, o.Partition)
+			if o.Offset > 0 && (!ok || c.At < o.Offset) {
+				done = false
+			}
+		})
+		if done {
+			streak++
+		} else {
+			streak = 0
+		}
+	}
+}
+
+// readAll reads a topic with read_committed to its end.
+func (s *stage) readAll(t testing.TB, topic string) []*kgo.Record {
+	t.Helper()
+	ctx := testkit.Context(t)
+	cl := s.env.Kafka(t, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
+	var out []*kgo.Record
+	for idle := 0; idle < 3; {
+		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		fs := cl.PollFetches(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			t.Fatalf("reading %s: %v", topic, ctx.Err())
+		}
+		n := 0
+		fs.EachRecord(func(r *kgo.Record) { out = append(out, r); n++ })
+		if n == 0 {
+			idle++
+		} else {
+			idle = 0
+		}
+	}
+	return out
+}
+
+// changesByProfile decodes the changes topic and checks that each
+// profile's versions run 1, 2, 3, ... without a gap or a repeat. They are
+// returned sorted by version: a merge's change and an event's change, made
+// by the partition's two tasks in one transaction, may be in either order
+// on the topic (see doc.go).
+func (s *stage) changesByProfile(t testing.TB) map[string][]schemas.ProfileChange {
+	t.Helper()
+	ctx := testkit.Context(t)
+	out := map[string][]schemas.ProfileChange{}
+	for _, rec := range s.readAll(t, s.changes) {
+		c, err := s.serde.DecodeProfileChange(ctx, rec.Value)
+		if err != nil {
+			t.Fatalf("decoding a change: %v", err)
+		}
+		if string(rec.Key) != c.ProfileID {
+			t.Fatalf("change keyed %q is for %q", rec.Key, c.ProfileID)
+		}
+		out[c.ProfileID] = append(out[c.ProfileID], c)
+	}
+	for id, cs := range out {
+		slices.SortStableFunc(cs, func(a, b schemas.ProfileChange) int { return cmp.Compare(a.Version, b.Version) })
+		for i, c := range cs {
+			if c.Version != int64(i+1) {
+				t.Fatalf("profile %s: change %d has version %d (versions %v)", id, i, c.Version, versions(cs))
+			}
+		}
+	}
+	return out
+}
+
+func versions(cs []schemas.ProfileChange) []int64 {
+	out := make([]int64, len(cs))
+	for i, c := range cs {
+		out[i] = c.Version
+	}
+	return out
+}
