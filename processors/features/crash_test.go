@@ -1,0 +1,258 @@
+package features
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/streamcdp/streamcdp/internal/testkit"
+	"github.com/streamcdp/streamcdp/processors/features/definition"
+	"github.com/streamcdp/streamcdp/schemas"
+	"github.com/streamcdp/streamcdp/topology"
+)
+
+// processEnv is the environment that points a `cdp run` process at s.
+func (s *stage) processEnv() []string {
+	sv := s.env.Services
+	return append(os.Environ(),
+		"CDP_KAFKA_BROKERS="+strings.Join(sv.KafkaBrokers, ","),
+		"CDP_SCHEMA_REGISTRY_URL="+sv.SchemaRegistryURL,
+		"CDP_REDIS_URL="+sv.RedisURL,
+		"CDP_CLICKHOUSE_DSN="+sv.ClickHouseDSN,
+		"CDP_TOPIC_PREFIX="+sv.TopicPrefix,
+	)
+}
+
+// committed is how many input records (resolved and fold) the group has
+// committed.
+func (s *stage) committed(t testing.TB, adm *kadm.Client) int64 {
+	t.Helper()
+	committed, err := adm.FetchOffsets(testkit.Context(t), s.group)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	committed.Each(func(o kadm.OffsetResponse) {
+		if (o.Topic == s.resolved || o.Topic == s.fold) && o.At > 0 {
+			n += o.At
+		}
+	})
+	return n
+}
+
+func defaultSet(t testing.TB) *definition.Set {
+	t.Helper()
+	topo, err := topology.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := definition.Compile(topo.Features)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+// TestCrashRestartEqualsUninterrupted feeds the same records (resolved
+// events and merges, shuffled together) to two runs: one uninterrupted
+// processor in this process, and a `cdp run features` process SIGKILLed at
+// random moments at least five times and restarted. Both must end with the
+// same state in Redis (every profile's features and traits at several read
+// times, tombstones, versions), and the same changes: every profile's
+// versions exactly once, and for the persons never merged, whose changes
+// do not depend on how two partitions interleave, the very same changes.
+func TestCrashRestartEqualsUninterrupted(t *testing.T) {
+	bin := testkit.CDPBinary(t)
+	set := defaultSet(t)
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	base := time.Now().Truncate(time.Millisecond)
+
+	// The topology's partition counts: the child process checks them.
+	ref := newStage(t, 6, set)
+	crash := newStage(t, 6, set)
+	// Both runs get the same records in the same order.
+	persons := genPersons(rand.New(rand.NewPCG(seed, 3)), "c", 700, base)
+	refRecs := ref.streamRecords(t, rand.New(rand.NewPCG(seed, 4)), persons)
+	recs := crash.streamRecords(t, rand.New(rand.NewPCG(seed, 4)), persons)
+	ref.produce(t, refRecs)
+	stop := ref.start(t, 1)
+	ref.waitDone(t, 3*time.Minute)
+	stop()
+
+	// The crashed run gets them in chunks, one before each kill, so that
+	// every kill lands while there is work in flight.
+	const chunks = 8
+	chunk := (len(recs) + chunks - 1) / chunks
+	fed := 0
+	feed := func() {
+		if fed < len(recs) {
+			end := min(len(recs), fed+chunk)
+			crash.produce(t, recs[fed:end])
+			fed = end
+		}
+	}
+	adm := crash.env.Admin(t)
+	rng := rand.New(rand.NewPCG(seed, 5))
+	logs := filepath.Join(t.TempDir(), "features.log")
+	kills, runs := 0, 0
+	deadline := time.Now().Add(4 * time.Minute)
+	for {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up after %d runs and %d kills; log in %s", runs, kills, logs)
+		}
+		logf, err := os.OpenFile(logs, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ops := freeAddr(t)
+		cmd := exec.Command(bin, "run", "features", "--instance", "crash-test", "--metrics-addr", ops)
+		cmd.Env, cmd.Stdout, cmd.Stderr = crash.processEnv(), logf, logf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		runs++
+		if kills < 6 {
+			feed()
+			// Kill once the process has made progress, at a random moment
+			// of its cycle.
+			before := crash.committed(t, adm)
+			for c := crash.committed(t, adm); c == before && time.Now().Before(deadline); c = crash.committed(t, adm) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			time.Sleep(time.Duration(rng.IntN(60)) * time.Millisecond)
+			_ = cmd.Process.Signal(syscall.SIGKILL)
+			_ = cmd.Wait()
+			logf.Close()
+			kills++
+			t.Logf("kill %d after %d input records committed", kills, crash.committed(t, adm))
+			continue
+		}
+		for fed < len(recs) {
+			feed()
+		}
+		crash.waitDone(t, 3*time.Minute)
+		waitHealthy(t, ops)
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		if err := cmd.Wait(); err != nil {
+			b, _ := os.ReadFile(logs)
+			t.Fatalf("cdp run features after SIGTERM: %v\n%s", err, tail(string(b), 30))
+		}
+		logf.Close()
+		break
+	}
+	if kills < 5 {
+		t.Fatalf("only %d kills", kills)
+	}
+
+	ctx := testkit.Context(t)
+	ra, rb := ref.redis(t), crash.redis(t)
+	e := ra.Engine()
+	ca, cb := ref.changesByProfile(t), crash.changesByProfile(t)
+	reads := []time.Duration{0, time.Hour, 3 * 24 * time.Hour, 45 * 24 * time.Hour}
+	profiles, unmerged := 0, 0
+	for _, p := range persons {
+		for _, id := range p.ids {
+			profiles++
+			sa, ida, err := ra.State(ctx, id)
+			if err != nil {
+				t.Fatalf("%s uninterrupted: %v", id, err)
+			}
+			sb, idb, err := rb.State(ctx, id)
+			if err != nil {
+				t.Fatalf("%s after crashes: %v", id, err)
+			}
+			if ida != idb || ida != p.root {
+				t.Fatalf("%s reads as %s uninterrupted, %s after crashes, want %s", id, ida, idb, p.root)
+			}
+			for _, dt := range reads {
+				at := base.Add(dt).UnixMilli()
+				if va, vb := e.Values(sa, at), e.Values(sb, at); !reflect.DeepEqual(va, vb) {
+					t.Fatalf("%s at +%s: uninterrupted %v, after crashes %v", id, dt, va, vb)
+				}
+			}
+			if !reflect.DeepEqual(sa.Traits, sb.Traits) {
+				t.Fatalf("%s: traits %v uninterrupted, %v after crashes", id, sa.Traits, sb.Traits)
+			}
+		}
+		checkAgainstReference(t, e, mustState(t, rb, p.root), p.events, "after crashes: "+p.root)
+		if len(p.ids) == 1 {
+			unmerged++
+			if !reflect.DeepEqual(ca[p.root], cb[p.root]) {
+				t.Fatalf("%s: changes differ:\nuninterrupted %s\nafter crashes %s", p.root, brief(ca[p.root]), brief(cb[p.root]))
+			}
+			if a, b := mustState(t, ra, p.root), mustState(t, rb, p.root); a.Version != b.Version {
+				t.Fatalf("%s: version %d uninterrupted, %d after crashes", p.root, a.Version, b.Version)
+			}
+		}
+	}
+	total := 0
+	for _, cs := range cb {
+		total += len(cs)
+	}
+	t.Logf("%d runs, %d SIGKILLs over %d records: %d profiles equal to the uninterrupted run (%d persons never merged: identical changes); %d changes, each version once",
+		runs, kills, len(recs), profiles, unmerged, total)
+}
+
+func mustState(t *testing.T, r *Reader, id string) *State {
+	t.Helper()
+	st, _, err := r.State(testkit.Context(t), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func brief(cs []schemas.ProfileChange) string {
+	var b strings.Builder
+	for _, c := range cs {
+		fmt.Fprintf(&b, "v%d %s %d %d features %d traits; ", c.Version, c.Cause, c.Time, len(c.Features), len(c.Traits))
+	}
+	return b.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitHealthy(t *testing.T, addr string) {
+	t.Helper()
+	for i := 0; ; i++ {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if i > 500 {
+			t.Fatalf("cdp run never served /healthz on %s", addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
