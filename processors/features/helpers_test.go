@@ -31,7 +31,16 @@ type stage struct {
 }
 
 func newStage(t testing.TB, partitions int32, set *definition.Set) *stage {
+	return newStageOn(t, partitions, set, "")
+}
+
+// newStageOn is newStage with the feature store in the Redis (or Redis
+// Cluster) redisURL names; empty is the stack's.
+func newStageOn(t testing.TB, partitions int32, set *definition.Set, redisURL string) *stage {
 	env := testkit.New(t)
+	if redisURL != "" {
+		env.Services.RedisURL = redisURL
+	}
 	env.Redis(t) // keys go when the test ends
 	s := &stage{env: env, group: env.Services.TopicPrefix + "-features", partitions: int(partitions), set: set}
 	s.resolved = env.Topic(t, "events.resolved", partitions)

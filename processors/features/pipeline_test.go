@@ -1,13 +1,16 @@
 package features
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/streamcdp/streamcdp/internal/config"
 	"github.com/streamcdp/streamcdp/internal/testkit"
 	"github.com/streamcdp/streamcdp/schemas"
 )
@@ -91,9 +94,40 @@ func (s *stage) produce(t testing.TB, recs []*kgo.Record) {
 // through the processor over Kafka and Redis give, for every person, the
 // reference's value of every feature and trait at several read times, and
 // every other profile of the person reads as the survivor.
-func TestPipelineMatchesReference(t *testing.T) {
+func TestPipelineMatchesReference(t *testing.T) { pipelineMatchesReference(t, "") }
+
+// TestPipelineOnRedisCluster is the same with the feature store on a Redis
+// Cluster of three redis-server processes: every script's keys share the
+// partition's slot, and the partitions spread over the three shards.
+func TestPipelineOnRedisCluster(t *testing.T) {
+	c := testkit.StartRedisCluster(t, 3)
+	pipelineMatchesReference(t, c.URL())
+	// Each shard holds some partitions' state.
+	rdb, err := config.NewRedis(c.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	cc := rdb.(*redis.ClusterClient)
+	shards := 0
+	err = cc.ForEachMaster(testkit.Context(t), func(ctx context.Context, m *redis.Client) error {
+		n, err := m.DBSize(ctx).Result()
+		if n > 0 {
+			shards++
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if shards != 3 {
+		t.Errorf("state on %d of 3 shards", shards)
+	}
+}
+
+func pipelineMatchesReference(t *testing.T, redisURL string) {
 	set := testSet(t)
-	s := newStage(t, 4, set)
+	s := newStageOn(t, 4, set, redisURL)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	r := rand.New(rand.NewPCG(seed, 11))

@@ -60,7 +60,7 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) { crashRestartEqualsUnint
 // TestCrashRestartOnRedisCluster is the same on a Redis Cluster of three
 // redis-server processes.
 func TestCrashRestartOnRedisCluster(t *testing.T) {
-	crashRestartEqualsUninterrupted(t, startPrivateCluster(t, 3).url())
+	crashRestartEqualsUninterrupted(t, testkit.StartRedisCluster(t, 3).URL())
 }
 
 func crashRestartEqualsUninterrupted(t *testing.T, redisURL string) {
@@ -95,10 +95,11 @@ func crashRestartEqualsUninterrupted(t *testing.T, redisURL string) {
 	total := int64(len(truth.InvalidEvents) + truth.Counts.Valid + len(truth.DuplicateMessageIDs))
 	logs := filepath.Join(t.TempDir(), "identity.log")
 	kills, runs := 0, 0
-	deadline := time.Now().Add(3 * time.Minute)
+	deadline := time.Now().Add(6 * time.Minute)
 	for {
 		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %d runs and %d kills; log in %s", runs, kills, logs)
+			b, _ := os.ReadFile(logs)
+			t.Fatalf("gave up after %d runs and %d kills; the log ends:\n%s", runs, kills, tail(string(b), 40))
 		}
 		logf, err := os.OpenFile(logs, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		if err != nil {

@@ -335,7 +335,7 @@ func TestPipelineMatchesTruth(t *testing.T) { pipelineMatchesTruth(t, "") }
 // TestPipelineMatchesTruthOnRedisCluster is the same on a Redis Cluster
 // of three redis-server processes.
 func TestPipelineMatchesTruthOnRedisCluster(t *testing.T) {
-	pipelineMatchesTruth(t, startPrivateCluster(t, 3).url())
+	pipelineMatchesTruth(t, testkit.StartRedisCluster(t, 3).URL())
 }
 
 func pipelineMatchesTruth(t *testing.T, redisURL string) {
