@@ -138,4 +138,3 @@ func TestRedisOutagePausesWithoutLoss(t *testing.T) {
 		t.Errorf("after the outage: precision %.4f recall %.4f", p, r)
 	}
 }
-
