@@ -20,6 +20,7 @@ type ProfileChange struct {
 	Cause            ChangeCause
 	TriggerMessageID string // "" is null
 	MergedFrom       string // "" is null
+	MergedInto       string // "" is null
 	Features         map[string]FeatureChange
 	Traits           map[string]TraitChange
 }
@@ -77,6 +78,7 @@ func AppendProfileChange(dst []byte, c *ProfileChange) []byte {
 	dst = binary.AppendVarint(dst, int64(c.Cause))
 	dst = avroOptStr(dst, c.TriggerMessageID)
 	dst = avroOptStr(dst, c.MergedFrom)
+	dst = avroOptStr(dst, c.MergedInto)
 	if n := len(c.Features); n > 0 {
 		dst = binary.AppendVarint(dst, int64(n))
 		for _, k := range sortedKeys(c.Features) {
@@ -222,6 +224,7 @@ func DecodeProfileChange(b []byte) (ProfileChange, error) {
 	}
 	c.TriggerMessageID = r.optStr()
 	c.MergedFrom = r.optStr()
+	c.MergedInto = r.optStr()
 	r.mapBlocks(func(k string) {
 		if c.Features == nil {
 			c.Features = map[string]FeatureChange{}
@@ -271,7 +274,7 @@ func ProfileChangeNative(c *ProfileChange) map[string]any {
 	}
 	return map[string]any{
 		"profile_id": c.ProfileID, "version": c.Version, "time": time.UnixMilli(c.Time).UTC(), "cause": c.Cause.String(),
-		"trigger_message_id": opt(c.TriggerMessageID), "merged_from": opt(c.MergedFrom),
+		"trigger_message_id": opt(c.TriggerMessageID), "merged_from": opt(c.MergedFrom), "merged_into": opt(c.MergedInto),
 		"features": feats, "traits": traits,
 	}
 }
@@ -349,7 +352,7 @@ func profileChangeFromNative(native any) (ProfileChange, error) {
 		return 0
 	}
 	c := ProfileChange{ProfileID: str(m["profile_id"]), Version: long(m["version"]), Time: long(m["time"]),
-		TriggerMessageID: str(m["trigger_message_id"]), MergedFrom: str(m["merged_from"])}
+		TriggerMessageID: str(m["trigger_message_id"]), MergedFrom: str(m["merged_from"]), MergedInto: str(m["merged_into"])}
 	for i, n := range causeNames {
 		if m["cause"] == n {
 			c.Cause = ChangeCause(i)

@@ -19,7 +19,11 @@ func randomChange(r *rand.Rand) schemas.ProfileChange {
 		c.TriggerMessageID = "m" + strconv.Itoa(r.IntN(100))
 	}
 	if c.Cause == schemas.CauseMerge {
-		c.MergedFrom = "p" + strconv.Itoa(r.IntN(1000))
+		if r.IntN(2) == 0 {
+			c.MergedFrom = "p" + strconv.Itoa(r.IntN(1000))
+		} else {
+			c.MergedInto = "p" + strconv.Itoa(r.IntN(1000))
+		}
 	}
 	value := func() schemas.FeatureValue {
 		switch r.IntN(3) {

@@ -336,6 +336,9 @@ func (pt *ptask) process(ctx context.Context, recs []*kgo.Record) (err error) {
 				return errors.New("a Replayer journals its own steps: Write and timers are for OnTimer only")
 			}
 			pt.seq = tc.custom[len(tc.custom)-1].Seq
+			for _, st := range tc.custom {
+				pt.noteTimers(st.SetTimers)
+			}
 			tc.custom = tc.custom[:0]
 		} else {
 			st := pt.newStep(StepRecords)
@@ -452,7 +455,15 @@ func (pt *ptask) apply(ctx context.Context, st *Step) error {
 		return err
 	}
 	pt.seq = st.Seq
-	for _, t := range st.SetTimers {
+	pt.noteTimers(st.SetTimers)
+	tc := pt.tc
+	tc.writes, tc.setTimers, tc.delTimers = tc.writes[:0], tc.setTimers[:0], tc.delTimers[:0]
+	return nil
+}
+
+// noteTimers moves the next firing earlier for timers a step set.
+func (pt *ptask) noteTimers(ts []Timer) {
+	for _, t := range ts {
 		ms := t.At.UnixMilli()
 		switch t.Kind {
 		case WallClock:
@@ -465,9 +476,6 @@ func (pt *ptask) apply(ctx context.Context, st *Step) error {
 			}
 		}
 	}
-	tc := pt.tc
-	tc.writes, tc.setTimers, tc.delTimers = tc.writes[:0], tc.setTimers[:0], tc.delTimers[:0]
-	return nil
 }
 
 // replayRecord handles a record whose effects are in the store: its
@@ -568,15 +576,28 @@ func (pt *ptask) fireTimers(ctx context.Context) (err error) {
 		}
 	}()
 	if err := pt.task.(TimerHandler).OnTimer(ctx, tc, due); err != nil {
+		tc.custom = tc.custom[:0]
 		return err
 	}
-	st := pt.newStep(StepTimers)
-	st.Fired = due
-	st.Outputs = tc.out[mark:]
-	// Until the step is written, the next timers are the ones left.
-	pt.nextTimer, pt.nextStream = nextWall, nextStream
-	if err := pt.apply(ctx, st); err != nil {
-		return err
+	if n := len(tc.custom); n > 0 {
+		// The task journaled the firing itself (BeginTimerStep).
+		st := tc.custom[n-1]
+		tc.custom = tc.custom[:0]
+		if n != 1 || st.Kind != StepTimers || len(st.Outputs) != len(tc.out)-mark {
+			return fmt.Errorf("OnTimer journaled %d steps with %d outputs, emitted %d: want one BeginTimerStep whose Outputs are what it emitted", n, len(st.Outputs), len(tc.out)-mark)
+		}
+		pt.seq = st.Seq
+		pt.nextTimer, pt.nextStream = nextWall, nextStream
+		pt.noteTimers(st.SetTimers)
+	} else {
+		st := pt.newStep(StepTimers)
+		st.Fired = due
+		st.Outputs = tc.out[mark:]
+		// Until the step is written, the next timers are the ones left.
+		pt.nextTimer, pt.nextStream = nextWall, nextStream
+		if err := pt.apply(ctx, st); err != nil {
+			return err
+		}
 	}
 	pt.doneSeq = pt.seq
 	pt.dirty = true

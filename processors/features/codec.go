@@ -37,7 +37,7 @@ func (e *Engine) Encode(dst []byte, st *State) []byte {
 	}
 	dst = append(dst, 0)
 	dst = binary.AppendVarint(dst, st.Version)
-	dst = binary.AppendVarint(dst, st.Watermark)
+	dst = binary.AppendVarint(dst, st.Clock)
 	n := 0
 	for _, fs := range st.Feats {
 		if fs != nil && !fs.empty() {
@@ -285,7 +285,7 @@ func (e *Engine) Decode(b []byte) (*State, error) {
 		return st, r.err
 	}
 	st.Version = r.varint()
-	st.Watermark = r.varint()
+	st.Clock = r.varint()
 	st.Feats = make([]*featState, len(e.set.Features))
 	byID := make(map[uint32]int, len(e.set.Features))
 	for i, f := range e.set.Features {

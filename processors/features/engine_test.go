@@ -100,6 +100,51 @@ func randomEvent(r *rand.Rand, id int, base time.Time) refEvent {
 	return refEvent{ev: ev, t: at.UnixMilli()}
 }
 
+// mirror is what a consumer of the changes holds: every feature's value as
+// the changes say. After each change it must equal the profile's values at
+// its Clock.
+type mirror struct {
+	vals   []definition.Value
+	traits map[string]string
+}
+
+func newMirror(set *definition.Set) *mirror {
+	m := &mirror{vals: make([]definition.Value, len(set.Features)), traits: map[string]string{}}
+	for i, f := range set.Features {
+		switch f.Agg {
+		case definition.Count, definition.Sum, definition.Distinct:
+			m.vals[i] = definition.Num(0)
+		}
+	}
+	return m
+}
+
+func (m *mirror) apply(t *testing.T, ch Change, e *Engine, st *State) {
+	t.Helper()
+	for _, fc := range ch.Features {
+		if m.vals[fc.Index] != fc.Old {
+			t.Fatalf("%s: change says old %v, the consumer holds %v", e.Set().Features[fc.Index].Name, fc.Old, m.vals[fc.Index])
+		}
+		m.vals[fc.Index] = fc.New
+	}
+	for _, tc := range ch.Traits {
+		if m.traits[tc.Name] != tc.Old {
+			t.Fatalf("trait %s: change says old %q, the consumer holds %q", tc.Name, tc.Old, m.traits[tc.Name])
+		}
+		if tc.New == "" {
+			delete(m.traits, tc.Name)
+		} else {
+			m.traits[tc.Name] = tc.New
+		}
+	}
+	if ch.Time != st.Clock {
+		t.Fatalf("change at %d, profile clock %d", ch.Time, st.Clock)
+	}
+	if got := e.Values(st, st.Clock); !slices.Equal(got, m.vals) {
+		t.Fatalf("after a change the consumer holds %v, the profile has %v", m.vals, got)
+	}
+}
+
 func valuesEqual(a, b definition.Value) bool {
 	if a.Kind != b.Kind {
 		return false
@@ -114,7 +159,10 @@ func valuesEqual(a, b definition.Value) bool {
 // reference over evs at several read times from the latest event on.
 func checkAgainstReference(t *testing.T, e *Engine, st *State, evs []refEvent, label string) {
 	t.Helper()
-	latest := int64(0)
+	// Reads are exact from the profile's Clock (its latest event or
+	// expiry) minus the allowed lateness: read from the later of the
+	// latest event and the Clock.
+	latest := st.Clock
 	for _, re := range evs {
 		latest = max(latest, re.t)
 	}
@@ -160,11 +208,23 @@ func TestEngineMatchesReference(t *testing.T) {
 		for i := range states {
 			states[i] = &State{}
 		}
+		mirrors := make([]*mirror, parts)
+		for i := range mirrors {
+			mirrors[i] = newMirror(set)
+		}
 		order := r.Perm(n)
 		for _, k := range order {
 			p := r.IntN(parts)
-			if _, err := e.Apply(states[p], &evs[k].ev, evs[k].t); err != nil {
+			ch, err := e.Apply(states[p], &evs[k].ev, evs[k].t)
+			if err != nil {
 				t.Fatal(err)
+			}
+			mirrors[p].apply(t, ch, e, states[p])
+			if r.IntN(6) == 0 { // a window expiry timer fires
+				at := e.NextChange(states[p], states[p].Clock)
+				if at != 0 {
+					mirrors[p].apply(t, e.Expire(states[p], at), e, states[p])
+				}
 			}
 			if r.IntN(8) == 0 { // stored and loaded: the codec keeps everything
 				e.PruneAll(states[p])
@@ -188,8 +248,9 @@ func TestEngineMatchesReference(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			e.Fold(states[i], src)
+			mirrors[i].apply(t, e.Fold(states[i], src), e, states[i])
 			states = slices.Delete(states, j, j+1)
+			mirrors = slices.Delete(mirrors, j, j+1)
 		}
 		checkAgainstReference(t, e, states[0], evs, fmt.Sprintf("seed %d", seed))
 	}
@@ -222,18 +283,38 @@ func TestApplyReportsChanges(t *testing.T) {
 			t.Errorf("%s: change %q, want %q", name, changed[name], want)
 		}
 	}
-	// 40 days later the first order has left the 30-day window: a second
-	// order changes orders_30d from 0 (at the new time) to 1, not 1 to 2.
+	// 40 days later the first order has left the 30-day window, and a
+	// second order is in it: orders_30d was 1 at the last change and is 1
+	// now, so it is not in the change; orders_lifetime is.
 	order2 := order
 	order2.MessageID = "o2"
 	ch, _ = e.Apply(st, &order2, t0+(40*day).Milliseconds())
+	changed = map[string]string{}
 	for _, fc := range ch.Features {
-		if set.Features[fc.Index].Name == "orders_30d" && (fc.Old.Num != 0 || fc.New.Num != 1) {
-			t.Errorf("orders_30d change %v -> %v, want 0 -> 1", fc.Old, fc.New)
+		changed[set.Features[fc.Index].Name] = fc.Old.String() + "->" + fc.New.String()
+	}
+	for name, want := range map[string]string{"orders_30d": "", "revenue_30d": "", "orders_lifetime": "1->2", "revenue_lifetime": "20->40"} {
+		if changed[name] != want {
+			t.Errorf("second order: %s change %q, want %q", name, changed[name], want)
 		}
-		if set.Features[fc.Index].Name == "orders_lifetime" && (fc.Old.Num != 1 || fc.New.Num != 2) {
-			t.Errorf("orders_lifetime change %v -> %v, want 1 -> 2", fc.Old, fc.New)
-		}
+	}
+	// Without an event, the window falls when its bucket leaves it.
+	next := e.NextChange(st, st.Clock)
+	ch = e.Expire(st, next)
+	changed = map[string]string{}
+	for _, fc := range ch.Features {
+		changed[set.Features[fc.Index].Name] = fc.Old.String() + "->" + fc.New.String()
+	}
+	if next <= t0+(40*day).Milliseconds() || len(ch.Features) == 0 || len(ch.Traits) != 0 {
+		t.Errorf("expiry at %d: %v", next, changed)
+	}
+	ch = e.Expire(st, t0+(71*day).Milliseconds())
+	changed = map[string]string{}
+	for _, fc := range ch.Features {
+		changed[set.Features[fc.Index].Name] = fc.Old.String() + "->" + fc.New.String()
+	}
+	if changed["orders_30d"] != "1->0" || changed["revenue_30d"] != "20->0" || changed["orders_lifetime"] != "" {
+		t.Errorf("expiry after 71 days: %v", changed)
 	}
 	// An identify with an older time than the stored trait changes nothing.
 	idNew := schemas.Event{MessageID: "i1", Type: schemas.Identify, Traits: map[string]json.RawMessage{"plan": json.RawMessage(`"pro"`)}}

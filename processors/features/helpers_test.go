@@ -196,3 +196,72 @@ func versions(cs []schemas.ProfileChange) []int64 {
 	}
 	return out
 }
+
+// checkChain checks what a consumer of the changes relies on: applying a
+// profile's changes in version order, each change's old values are the
+// values the consumer holds, and after the last one it holds the profile's
+// values at its Clock (for a merged-away profile, the last change names the
+// survivor). It returns the number of changes checked.
+func checkChain(t testing.TB, rd *Reader, changes map[string][]schemas.ProfileChange) int {
+	t.Helper()
+	ctx := testkit.Context(t)
+	e := rd.Engine()
+	n := 0
+	for id, cs := range changes {
+		vals := map[string]schemas.FeatureValue{}
+		for _, f := range e.Set().Features {
+			switch f.Agg {
+			case definition.Count, definition.Sum, definition.Distinct:
+				vals[f.Name] = schemas.FeatureValue{Kind: schemas.FeatureNumber}
+			default:
+				vals[f.Name] = schemas.FeatureValue{}
+			}
+		}
+		traits := map[string]string{}
+		for _, c := range cs {
+			n++
+			for name, fc := range c.Features {
+				if vals[name] != fc.Old {
+					t.Fatalf("%s v%d: %s old %v, the consumer holds %v", id, c.Version, name, fc.Old, vals[name])
+				}
+				vals[name] = fc.New
+			}
+			for name, tc := range c.Traits {
+				if traits[name] != tc.Old {
+					t.Fatalf("%s v%d: trait %s old %q, the consumer holds %q", id, c.Version, name, tc.Old, traits[name])
+				}
+				traits[name] = tc.New
+			}
+		}
+		last := cs[len(cs)-1]
+		b, err := rd.rdb.HGet(ctx, rd.layout.StateKey(rd.layout.Partition(id)), id).Bytes()
+		if err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		st, err := e.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.MergedInto != "" {
+			if last.MergedInto != st.MergedInto {
+				t.Fatalf("%s was merged into %s, its last change says %q", id, st.MergedInto, last.MergedInto)
+			}
+			continue
+		}
+		// (The Clock may have moved on since, with no value changed.)
+		if last.Version != st.Version || last.Time > st.Clock {
+			t.Fatalf("%s: last change v%d at %d, profile v%d at %d", id, last.Version, last.Time, st.Version, st.Clock)
+		}
+		for i, v := range e.Values(st, st.Clock) {
+			if got := featureValue(v); vals[e.Set().Features[i].Name] != got {
+				t.Fatalf("%s: the changes say %s = %v, the profile has %v", id, e.Set().Features[i].Name, vals[e.Set().Features[i].Name], got)
+			}
+		}
+		for name, tr := range st.Traits {
+			if traits[name] != tr.Value {
+				t.Fatalf("%s: the changes say trait %s = %q, the profile has %q", id, name, traits[name], tr.Value)
+			}
+		}
+	}
+	return n
+}

@@ -339,14 +339,8 @@ func (t *stateTask) Process(ctx context.Context, tc *processing.TaskContext, rec
 	ps := t.ps
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	if ps.open[kindResolved] == 0 || ps.open[kindFold] == 0 {
-		other := t.p.cfg.FoldTopic
-		if t.kind == kindFold {
-			other = t.p.cfg.ResolvedTopic
-		}
-		return processing.Transient(fmt.Errorf("waiting for partition %d of %s to be assigned to this instance too: "+
-			"the features processor needs both topics' partition %d on one member (the range balancer does this when both topics have equal partition counts)",
-			t.tp.Partition, other, t.tp.Partition))
+	if err := t.siblingOpen(); err != nil {
+		return err
 	}
 	for len(items) > 0 {
 		n := min(len(items), t.p.cfg.StepRecords)
@@ -361,13 +355,15 @@ func (t *stateTask) Process(ctx context.Context, tc *processing.TaskContext, rec
 
 // step is one journaled step over items.
 func (t *stateTask) step(ctx context.Context, tc *processing.TaskContext, items []item) error {
-	p, ps := t.p, t.ps
 	work := map[string]*State{}
-	if err := t.load(ctx, items, work); err != nil {
+	ids := make([]string, 0, len(items))
+	for i := range items {
+		ids = append(ids, items[i].profile)
+	}
+	if err := t.load(ctx, ids, work); err != nil {
 		return err
 	}
 	receipts := make([]any, 0, 16)
-	nreceipts := 0
 	var outs []*kgo.Record
 	for i := range items {
 		it := &items[i]
@@ -380,23 +376,43 @@ func (t *stateTask) step(ctx context.Context, tc *processing.TaskContext, items 
 		if len(outs) > 0 {
 			tc.Emit(outs...)
 			receipts = append(receipts, it.rec.Offset, journal.EncodeRecords(outs))
-			nreceipts++
 		}
 	}
 	st := tc.BeginStep(items[0].rec.Offset, items[len(items)-1].rec.Offset)
+	return t.write(ctx, st, nil, work, receipts)
+}
+
+// write runs one step's script: fired timers removed, the states in work
+// stored, each one's next expiry timer set, the receipts journaled; then
+// the states are installed in the cache.
+func (t *stateTask) write(ctx context.Context, st *processing.Step, fired []processing.Timer, work map[string]*State, receipts []any) error {
+	p, ps := t.p, t.ps
 	args := journal.StepArgs(st)
+	args = append(args, len(fired))
+	for _, f := range fired {
+		args = append(args, f.Key)
+	}
 	args = append(args, len(work))
+	timers := make([]any, 0, 2*len(work))
 	var buf []byte
 	for id, s := range work {
+		next := int64(0)
 		if s.MergedInto == "" {
 			p.engine.PruneAll(s)
+			next = p.engine.NextChange(s, s.Clock)
+		}
+		timers = append(timers, id, next)
+		if next > 0 {
+			st.SetTimers = append(st.SetTimers, processing.Timer{Key: id, At: time.UnixMilli(next), Kind: processing.WallClock})
 		}
 		start := len(buf)
 		buf = p.engine.Encode(buf, s)
 		p.m.stateSize.Observe(float64(len(buf) - start))
 		args = append(args, id, buf[start:])
 	}
-	args = append(args, nreceipts)
+	args = append(args, len(work))
+	args = append(args, timers...)
+	args = append(args, len(receipts)/2)
 	args = append(args, receipts...)
 	keys := append(p.journal.Keys(t.tp), ps.key)
 	if err := p.step.Run(ctx, p.rdb, keys, args...).Err(); err != nil {
@@ -412,14 +428,74 @@ func (t *stateTask) step(ctx context.Context, tc *processing.TaskContext, items 
 	return nil
 }
 
-// load puts the state of every profile the items touch into work: a copy
-// of the cached one, or one read from Redis, or a new one.
-func (t *stateTask) load(ctx context.Context, items []item, work map[string]*State) error {
+// OnTimer implements processing.TimerHandler: a profile's windows moved
+// without an event. Each due profile's Clock moves to the timer's time,
+// the features that fell are emitted as a change (cause expiry), and the
+// next timer is set; all in one journaled step.
+func (t *stateTask) OnTimer(ctx context.Context, tc *processing.TaskContext, due []processing.Timer) error {
+	p, ps := t.p, t.ps
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if err := t.siblingOpen(); err != nil {
+		return err
+	}
+	work := map[string]*State{}
+	ids := make([]string, len(due))
+	for i, d := range due {
+		ids[i] = d.Key
+	}
+	if err := t.load(ctx, ids, work); err != nil {
+		ps.cache.Purge()
+		return err
+	}
+	var outs []*kgo.Record
+	for _, d := range due {
+		s := work[d.Key]
+		if s.MergedInto != "" || s.Clock == 0 || d.At.UnixMilli() <= s.Clock {
+			// Merged away, gone, or already past this time: whatever moved
+			// its Clock (an event, the other task's timer) set the timer
+			// that counts. This one is only removed.
+			delete(work, d.Key)
+			continue
+		}
+		ch := p.engine.Expire(s, d.At.UnixMilli())
+		var err error
+		if outs, err = t.change(ctx, outs, d.Key, s, ch, schemas.CauseExpiry, "", "", "", d.At); err != nil {
+			ps.cache.Purge()
+			return err
+		}
+	}
+	st := tc.BeginTimerStep(due)
+	st.Outputs = outs
+	tc.Emit(outs...)
+	if err := t.write(ctx, st, due, work, nil); err != nil {
+		ps.cache.Purge()
+		return err
+	}
+	return nil
+}
+
+func (t *stateTask) siblingOpen() error {
+	ps := t.ps
+	if ps.open[kindResolved] > 0 && ps.open[kindFold] > 0 {
+		return nil
+	}
+	other := t.p.cfg.FoldTopic
+	if t.kind == kindFold {
+		other = t.p.cfg.ResolvedTopic
+	}
+	return processing.Transient(fmt.Errorf("waiting for partition %d of %s to be assigned to this instance too: "+
+		"the features processor needs both topics' partition %d on one member (the range balancer does this when both topics have equal partition counts)",
+		t.tp.Partition, other, t.tp.Partition))
+}
+
+// load puts the state of every profile in ids into work: a copy of the
+// cached one, or one read from Redis, or a new one.
+func (t *stateTask) load(ctx context.Context, ids []string, work map[string]*State) error {
 	p, ps := t.p, t.ps
 	var missing []string
 	seen := map[string]bool{}
-	for i := range items {
-		id := items[i].profile
+	for _, id := range ids {
 		if id == "" || seen[id] {
 			continue
 		}
@@ -497,6 +573,15 @@ func (t *stateTask) handle(ctx context.Context, it *item, work map[string]*State
 		// a tombstone stays to send what still comes for L.
 		blob := p.engine.Encode(nil, st)
 		work[it.profile] = &State{MergedInto: f.into}
+		if st.Version > 0 {
+			// Its last change says where everything went.
+			last := &State{Version: st.Version, Clock: st.Clock}
+			var err error
+			outs, err = t.change(ctx, outs, it.profile, last, Change{Time: st.Clock}, schemas.CauseMerge, f.mergeID, "", f.into, it.rec.Timestamp)
+			if err != nil {
+				return nil, err
+			}
+		}
 		s := foldRecord{kind: foldState, from: it.profile, into: f.into, mergeID: f.mergeID, time: f.time, blob: blob}
 		p.m.forwarded.WithLabelValues("s").Inc()
 		return append(outs, &kgo.Record{Topic: p.cfg.FoldTopic, Key: []byte(f.into), Value: s.append(nil), Timestamp: it.rec.Timestamp}), nil
@@ -508,7 +593,7 @@ func (t *stateTask) handle(ctx context.Context, it *item, work map[string]*State
 		}
 		ch := p.engine.Fold(st, src)
 		p.m.folds.Inc()
-		return t.change(ctx, outs, it, st, ch, schemas.CauseMerge, f.mergeID, f.from)
+		return t.change(ctx, outs, it.profile, st, ch, schemas.CauseMerge, f.mergeID, f.from, "", it.rec.Timestamp)
 	}
 	ev := it.event
 	ch, err := p.engine.Apply(st, &ev.Event, ev.Timestamp.UnixMilli())
@@ -519,19 +604,20 @@ func (t *stateTask) handle(ctx context.Context, it *item, work map[string]*State
 	if ch.Late > 0 {
 		p.m.late.Inc()
 	}
-	return t.change(ctx, outs, it, st, ch, schemas.CauseEvent, ev.Event.MessageID, "")
+	return t.change(ctx, outs, it.profile, st, ch, schemas.CauseEvent, ev.Event.MessageID, "", "", it.rec.Timestamp)
 }
 
-// change appends the change record of ch, if anything changed, and counts
-// the profile's version up.
-func (t *stateTask) change(ctx context.Context, outs []*kgo.Record, it *item, st *State, ch Change, cause schemas.ChangeCause, trigger, from string) ([]*kgo.Record, error) {
-	if ch.Empty() {
+// change appends the change record of ch for profile, if anything changed
+// (or it is a merged-away profile's last), and counts the profile's version
+// up.
+func (t *stateTask) change(ctx context.Context, outs []*kgo.Record, profile string, st *State, ch Change, cause schemas.ChangeCause, trigger, from, into string, ts time.Time) ([]*kgo.Record, error) {
+	if ch.Empty() && into == "" {
 		return outs, nil
 	}
 	p := t.p
 	st.Version++
-	c := schemas.ProfileChange{ProfileID: it.profile, Version: st.Version, Time: ch.Time, Cause: cause,
-		TriggerMessageID: trigger, MergedFrom: from}
+	c := schemas.ProfileChange{ProfileID: profile, Version: st.Version, Time: ch.Time, Cause: cause,
+		TriggerMessageID: trigger, MergedFrom: from, MergedInto: into}
 	if len(ch.Features) > 0 {
 		c.Features = make(map[string]schemas.FeatureChange, len(ch.Features))
 		for _, fc := range ch.Features {
@@ -546,10 +632,10 @@ func (t *stateTask) change(ctx context.Context, outs []*kgo.Record, it *item, st
 	}
 	val, err := p.serde.AppendProfileChange(ctx, nil, p.cfg.ChangesTopic, &c)
 	if err != nil {
-		return nil, processing.Transient(fmt.Errorf("encoding the change of %s: %w", it.profile, err))
+		return nil, processing.Transient(fmt.Errorf("encoding the change of %s: %w", profile, err))
 	}
 	p.m.changes.WithLabelValues(cause.String()).Inc()
-	return append(outs, &kgo.Record{Topic: p.cfg.ChangesTopic, Key: []byte(it.profile), Value: val, Timestamp: it.rec.Timestamp}), nil
+	return append(outs, &kgo.Record{Topic: p.cfg.ChangesTopic, Key: []byte(profile), Value: val, Timestamp: ts}), nil
 }
 
 func featureValue(v definition.Value) schemas.FeatureValue {

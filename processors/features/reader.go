@@ -92,8 +92,8 @@ func (r *Reader) Profile(ctx context.Context, profile string, at time.Time) (*Pr
 func (r *Reader) View(id string, st *State, at time.Time) *Profile {
 	ms := at.UnixMilli()
 	out := &Profile{ID: id, Version: st.Version, At: at, Features: map[string]any{}, Traits: map[string]json.RawMessage{}}
-	if st.Watermark != 0 {
-		out.LatestEvent = time.UnixMilli(st.Watermark).UTC()
+	if st.Clock != 0 {
+		out.LatestEvent = time.UnixMilli(st.Clock).UTC()
 	}
 	for i, v := range r.engine.Values(st, ms) {
 		out.Features[r.engine.set.Features[i].Name] = v.Any()

@@ -20,8 +20,12 @@ import (
 type State struct {
 	// Version counts the changes emitted for the profile.
 	Version int64
-	// Watermark is the latest event time applied (Unix ms; 0: none).
-	Watermark int64
+	// Clock is the profile's time (Unix ms; 0: none): the latest event
+	// time applied or window expiry evaluated. Every change is evaluated at
+	// the Clock it moves the profile to, and its old values are those at the
+	// Clock before, so a consumer that applies a profile's changes in version
+	// order always holds its current values.
+	Clock int64
 	// Feats holds each feature's state by its index in the Set; nil is
 	// empty.
 	Feats []*featState
@@ -112,7 +116,7 @@ func (fs *featState) clone() *featState {
 
 // Clone returns a deep copy.
 func (s *State) Clone() *State {
-	out := &State{Version: s.Version, Watermark: s.Watermark, MergedInto: s.MergedInto}
+	out := &State{Version: s.Version, Clock: s.Clock, MergedInto: s.MergedInto}
 	if s.Feats != nil {
 		out.Feats = make([]*featState, len(s.Feats))
 		for i, f := range s.Feats {
@@ -155,7 +159,9 @@ type TraitChange struct {
 	Old, New string
 }
 
-// Change is what one event or fold changed on a profile, evaluated at Time.
+// Change is what one event, fold or expiry changed on a profile: the
+// features and traits whose values at the profile's Clock before differ from
+// those at Time, the Clock after.
 type Change struct {
 	Time     int64
 	Features []FeatureChange
@@ -200,42 +206,75 @@ func tieOf(messageID string) uint32 {
 }
 
 // Apply applies one event at event time et (Unix ms) to st and returns what
-// changed, evaluated at the profile's new watermark.
+// changed: features whose values at the profile's Clock before differ from
+// those at its new Clock (the later of the two and et), traits the event
+// set. A windowed feature that fell between the two Clocks is in the change
+// too, even if the event did not touch it.
 func (e *Engine) Apply(st *State, ev *schemas.Event, et int64) (Change, error) {
-	if st.Feats == nil || len(st.Feats) != len(e.set.Features) {
+	if len(st.Feats) != len(e.set.Features) {
 		st.Feats = append(st.Feats, make([]*featState, len(e.set.Features)-len(st.Feats))...)
 	}
-	t := max(st.Watermark, et)
+	t := max(st.Clock, et)
 	ch := Change{Time: t}
 	tie := tieOf(ev.MessageID)
 	var env *definition.PredicateEnv
+	var old []definition.Value
+	if t != st.Clock {
+		old = e.Values(st, st.Clock)
+	}
 	for i, f := range e.set.Features {
 		ok, err := f.Matches(ev, &env)
 		if err != nil {
 			return ch, err
 		}
-		if !ok {
-			continue
+		before := e.value(f, st.Feats[i], st.Clock)
+		if old != nil {
+			before = old[i]
 		}
-		old := e.value(f, st.Feats[i], t)
-		if st.Feats[i] == nil {
-			st.Feats[i] = &featState{}
+		if ok {
+			if st.Feats[i] == nil {
+				st.Feats[i] = &featState{}
+			}
+			fs := st.Feats[i]
+			e.prune(f, fs, t)
+			if !e.add(f, fs, ev, et, tie, t) {
+				ch.Late++
+			}
+			if fs.empty() {
+				st.Feats[i] = nil
+			}
+		} else if old == nil {
+			continue // neither touched nor moved in time
 		}
-		fs := st.Feats[i]
-		e.prune(f, fs, t)
-		if !e.add(f, fs, ev, et, tie, t) {
-			ch.Late++
-		}
-		if fs.empty() {
-			st.Feats[i] = nil
-		}
-		if nv := e.value(f, st.Feats[i], t); nv != old {
-			ch.Features = append(ch.Features, FeatureChange{Index: i, Old: old, New: nv})
+		if nv := e.value(f, st.Feats[i], t); nv != before {
+			ch.Features = append(ch.Features, FeatureChange{Index: i, Old: before, New: nv})
 		}
 	}
-	st.Watermark = t
+	st.Clock = t
 	ch.Traits = applyTraits(st, ev, et, tie)
 	return ch, nil
+}
+
+// Expire moves st's Clock to t without an event (a window expiry timer)
+// and returns the windowed features whose values changed. Nothing changes
+// when t is not after the Clock.
+func (e *Engine) Expire(st *State, t int64) Change {
+	ch := Change{Time: max(st.Clock, t)}
+	if t <= st.Clock {
+		return ch
+	}
+	for i, f := range e.set.Features {
+		if f.Lifetime() || i >= len(st.Feats) || st.Feats[i] == nil {
+			continue
+		}
+		before := e.value(f, st.Feats[i], st.Clock)
+		if nv := e.value(f, st.Feats[i], t); nv != before {
+			ch.Features = append(ch.Features, FeatureChange{Index: i, Old: before, New: nv})
+		}
+	}
+	st.Clock = t
+	e.PruneAll(st)
+	return ch
 }
 
 // add puts one event into fs; false when it is too late for the window.
@@ -484,7 +523,7 @@ func (e *Engine) prune(f *definition.Feature, fs *featState, wm int64) {
 func (e *Engine) PruneAll(st *State) {
 	for i, f := range e.set.Features {
 		if i < len(st.Feats) && st.Feats[i] != nil {
-			e.prune(f, st.Feats[i], st.Watermark)
+			e.prune(f, st.Feats[i], st.Clock)
 			if st.Feats[i].empty() {
 				st.Feats[i] = nil
 			}
@@ -651,23 +690,30 @@ func (e *Engine) NextChange(st *State, t int64) int64 {
 }
 
 // Fold folds src (a profile merged away) into dst and returns what changed
-// on dst, evaluated at the later of the two watermarks. src is consumed.
+// on dst: values at dst's Clock before against values at the later of the
+// two Clocks after. src is consumed.
 func (e *Engine) Fold(dst, src *State) Change {
 	n := len(e.set.Features)
 	if len(dst.Feats) != n {
 		dst.Feats = append(dst.Feats, make([]*featState, n-len(dst.Feats))...)
 	}
-	t := max(dst.Watermark, src.Watermark)
+	t := max(dst.Clock, src.Clock)
 	ch := Change{Time: t}
 	for i, f := range e.set.Features {
 		var s *featState
 		if i < len(src.Feats) {
 			s = src.Feats[i]
 		}
+		old := e.value(f, dst.Feats[i], dst.Clock)
 		if s == nil {
+			if t != dst.Clock && !f.Lifetime() {
+				// moved in time only
+				if nv := e.value(f, dst.Feats[i], t); nv != old {
+					ch.Features = append(ch.Features, FeatureChange{Index: i, Old: old, New: nv})
+				}
+			}
 			continue
 		}
-		old := e.value(f, dst.Feats[i], t)
 		if dst.Feats[i] == nil {
 			dst.Feats[i] = &featState{}
 		}
@@ -687,7 +733,7 @@ func (e *Engine) Fold(dst, src *State) Change {
 			ch.Features = append(ch.Features, FeatureChange{Index: i, Old: old, New: nv})
 		}
 	}
-	dst.Watermark = t
+	dst.Clock = t
 	for name, tr := range src.Traits {
 		cur, ok := dst.Traits[name]
 		if ok && !tr.newer(cur) {
