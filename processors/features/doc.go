@@ -17,10 +17,16 @@
 // brute-force reference that keeps every event (reference_test.go), at the
 // engine level and through Kafka and Redis.
 //
-// A change (one per event or merge that changed a value) lists the changed
-// features and traits with their values before and after, both evaluated at
-// the profile's latest event time, and carries the profile's version (+1
-// per change).
+// Each profile has a Clock: the latest event time applied or window expiry
+// evaluated. A change (an event, a merge or an expiry that changed a value)
+// lists the features and traits whose values at the Clock before differ from
+// those at the Clock after, and carries the profile's version (+1 per
+// change). Each change therefore continues the one before: a consumer that
+// applies a profile's changes in version order holds its current values,
+// and the tests check exactly that. A window that falls without an event is
+// a change too (cause expiry): after every step, each touched profile gets
+// a runtime timer at Engine.NextChange, the first time one of its buckets
+// leaves a window, and OnTimer moves its Clock there.
 //
 // # Tasks, state and exactly-once
 //
@@ -66,12 +72,16 @@
 // # Ordering of changes
 //
 // Changes are keyed by profile id and, within one task, in version order.
-// A survivor's changes come from two tasks (events from the resolved task,
-// merges and forwarded events from the fold task); within one transaction,
-// and when a crash makes both replay, the two tasks' outputs may reach the
-// topic in either order. Each version appears exactly once; a consumer
-// that needs the order sorts by version, or reads the current profile
-// (Reader) when a change arrives, as the segments processor does.
+// A survivor's changes come from two tasks (events and their expiries from
+// the resolved task, merges and forwarded events from the fold task);
+// within one transaction, and when a crash makes both replay, the two
+// tasks' outputs may reach the topic in either order. Each version appears
+// exactly once; a consumer that needs the order applies changes by version
+// (the segments processor holds a change until the one before it came).
+//
+// A timer is set by the task that moved the profile's Clock; a profile
+// touched by both tasks has a timer in each, and the one that finds the
+// Clock already past its time is dropped.
 //
 // # Reading
 //
