@@ -38,6 +38,9 @@ type Config struct {
 	CacheProfiles int
 	// StepRecords bounds the records of one journaled step (default 1000).
 	StepRecords int
+	// Now is the clock events are evaluated at (default time.Now; tests
+	// simulate time with it, together with the runner's).
+	Now func() time.Time
 }
 
 // Processor is the features stage. It implements processing.Processor:
@@ -117,6 +120,9 @@ func NewProcessor(cfg Config, set *definition.Set, serde *schemas.Serde, rdb red
 	if cfg.StepRecords <= 0 {
 		cfg.StepRecords = 1000
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	m, err := newMetrics(reg, pm)
 	if err != nil {
 		return nil, err
@@ -126,7 +132,7 @@ func NewProcessor(cfg Config, set *definition.Set, serde *schemas.Serde, rdb red
 	}
 	layout := NewLayout(cfg.Prefix, cfg.Partitions)
 	p := &Processor{
-		cfg: cfg, engine: NewEngine(set), layout: layout, serde: serde, rdb: rdb, log: log, m: m, now: time.Now,
+		cfg: cfg, engine: NewEngine(set), layout: layout, serde: serde, rdb: rdb, log: log, m: m, now: cfg.Now,
 		step: redis.NewScript(journal.Script(stepSrc)), stores: map[int32]*partStore{},
 	}
 	p.journal = journal.New(rdb, cfg.Prefix, "features", journal.WithTag(func(tp processing.TopicPartition) string {
@@ -433,7 +439,7 @@ func (t *stateTask) write(ctx context.Context, st *processing.Step, fired []proc
 // the features that fell are emitted as a change (cause expiry), and the
 // next timer is set; all in one journaled step.
 func (t *stateTask) OnTimer(ctx context.Context, tc *processing.TaskContext, due []processing.Timer) error {
-	p, ps := t.p, t.ps
+	ps := t.ps
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	if err := t.siblingOpen(); err != nil {
@@ -458,9 +464,8 @@ func (t *stateTask) OnTimer(ctx context.Context, tc *processing.TaskContext, due
 			delete(work, d.Key)
 			continue
 		}
-		ch := p.engine.Expire(s, d.At.UnixMilli())
 		var err error
-		if outs, err = t.change(ctx, outs, d.Key, s, ch, schemas.CauseExpiry, "", "", "", d.At); err != nil {
+		if outs, err = t.expiries(ctx, outs, d.Key, s, d.At.UnixMilli()); err != nil {
 			ps.cache.Purge()
 			return err
 		}
@@ -586,17 +591,26 @@ func (t *stateTask) handle(ctx context.Context, it *item, work map[string]*State
 		p.m.forwarded.WithLabelValues("s").Inc()
 		return append(outs, &kgo.Record{Topic: p.cfg.FoldTopic, Key: []byte(f.into), Value: s.append(nil), Timestamp: it.rec.Timestamp}), nil
 	}
+	now := p.now().UnixMilli()
 	if t.kind == kindFold && f.kind == foldState {
 		src, err := p.engine.Decode(f.blob)
 		if err != nil {
 			return nil, fmt.Errorf("state of %s merged into %s: %w", f.from, it.profile, err)
+		}
+		if outs, err = t.expiries(ctx, outs, it.profile, st, max(st.Clock, src.Clock, now)); err != nil {
+			return nil, err
 		}
 		ch := p.engine.Fold(st, src)
 		p.m.folds.Inc()
 		return t.change(ctx, outs, it.profile, st, ch, schemas.CauseMerge, f.mergeID, f.from, "", it.rec.Timestamp)
 	}
 	ev := it.event
-	ch, err := p.engine.Apply(st, &ev.Event, ev.Timestamp.UnixMilli())
+	et := ev.Timestamp.UnixMilli()
+	outs, err := t.expiries(ctx, outs, it.profile, st, max(st.Clock, et, now))
+	if err != nil {
+		return nil, err
+	}
+	ch, err := p.engine.Apply(st, &ev.Event, et, now)
 	if err != nil {
 		return nil, err
 	}
@@ -605,6 +619,18 @@ func (t *stateTask) handle(ctx context.Context, it *item, work map[string]*State
 		p.m.late.Inc()
 	}
 	return t.change(ctx, outs, it.profile, st, ch, schemas.CauseEvent, ev.Event.MessageID, "", "", it.rec.Timestamp)
+}
+
+// expiries moves profile's Clock to at, appending a change (cause expiry)
+// for each window boundary on the way where a value fell.
+func (t *stateTask) expiries(ctx context.Context, outs []*kgo.Record, profile string, st *State, at int64) ([]*kgo.Record, error) {
+	var err error
+	for _, ch := range t.p.engine.Advance(st, at) {
+		if outs, err = t.change(ctx, outs, profile, st, ch, schemas.CauseExpiry, "", "", "", time.UnixMilli(ch.Time)); err != nil {
+			return nil, err
+		}
+	}
+	return outs, nil
 }
 
 // change appends the change record of ch for profile, if anything changed

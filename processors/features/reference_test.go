@@ -1,6 +1,7 @@
 package features
 
 import (
+	"encoding/json"
 	"hash/fnv"
 	"math"
 	"sort"
@@ -20,7 +21,8 @@ import (
 //   - sums and averages are in millionths, each value rounded on its own;
 //   - first/last order events by (time, fnv32a(message_id), value text);
 //   - traits: the newest (time, fnv32a(message_id), JSON text) wins;
-//     identify traits over context traits of the same event; JSON null removes.
+//     identify traits over context traits over the user id of the same
+//     event; JSON null removes.
 //
 // Read times must be at or after every event's time minus the allowed
 // lateness, where the engine is exact by construction.
@@ -83,7 +85,7 @@ func refValue(f *definition.Feature, evs []refEvent, t int64) definition.Value {
 			continue
 		}
 		var evVals []definition.Value
-		f.Field.Each(&re.ev, func(v definition.Value) { evVals = append(evVals, v) })
+		f.Field.Each(&re.ev, re.t, func(v definition.Value) { evVals = append(evVals, v) })
 		vals = append(vals, evVals...)
 		if len(evVals) > 0 {
 			v := evVals[0]
@@ -176,6 +178,10 @@ func refTraits(evs []refEvent) map[string]string {
 	for _, re := range evs {
 		ev := &re.ev
 		own := map[string]string{}
+		if ev.UserID != "" {
+			b, _ := json.Marshal(ev.UserID)
+			own["user_id"] = string(b)
+		}
 		for k, raw := range ev.Context.Traits {
 			own[k] = string(raw)
 		}

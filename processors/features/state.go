@@ -1,6 +1,7 @@
 package features
 
 import (
+	"encoding/json"
 	"hash/fnv"
 	"math"
 	"slices"
@@ -205,16 +206,17 @@ func tieOf(messageID string) uint32 {
 	return h.Sum32()
 }
 
-// Apply applies one event at event time et (Unix ms) to st and returns what
-// changed: features whose values at the profile's Clock before differ from
-// those at its new Clock (the later of the two and et), traits the event
-// set. A windowed feature that fell between the two Clocks is in the change
-// too, even if the event did not touch it.
-func (e *Engine) Apply(st *State, ev *schemas.Event, et int64) (Change, error) {
+// Apply applies one event at event time et (Unix ms), processed at now, to
+// st and returns what changed: features whose values at the profile's Clock
+// before differ from those at its new Clock (the latest of the Clock, et and
+// now), and traits the event set. A windowed feature that fell between the
+// two Clocks is in the change too, even if the event did not touch it;
+// call Advance first to have each such fall as a change of its own.
+func (e *Engine) Apply(st *State, ev *schemas.Event, et, now int64) (Change, error) {
 	if len(st.Feats) != len(e.set.Features) {
 		st.Feats = append(st.Feats, make([]*featState, len(e.set.Features)-len(st.Feats))...)
 	}
-	t := max(st.Clock, et)
+	t := max(st.Clock, et, now)
 	ch := Change{Time: t}
 	tie := tieOf(ev.MessageID)
 	var env *definition.PredicateEnv
@@ -255,6 +257,29 @@ func (e *Engine) Apply(st *State, ev *schemas.Event, et int64) (Change, error) {
 	return ch, nil
 }
 
+// Advance moves st's Clock to t without an event, one window boundary at a
+// time: each boundary where a value falls (Engine.NextChange) up to t is
+// a change of its own, in order. Timers call it at their due time, and the
+// processor before an event or merge moves the Clock, so that what a
+// profile's changes say does not depend on whether a timer fired before
+// the event.
+func (e *Engine) Advance(st *State, t int64) []Change {
+	var out []Change
+	for {
+		next := e.NextChange(st, st.Clock)
+		if next == 0 || next > t {
+			break
+		}
+		if ch := e.Expire(st, next); !ch.Empty() {
+			out = append(out, ch)
+		}
+	}
+	if ch := e.Expire(st, t); !ch.Empty() {
+		out = append(out, ch)
+	}
+	return out
+}
+
 // Expire moves st's Clock to t without an event (a window expiry timer)
 // and returns the windowed features whose values changed. Nothing changes
 // when t is not after the Clock.
@@ -288,7 +313,7 @@ func (e *Engine) add(f *definition.Feature, fs *featState, ev *schemas.Event, et
 	}
 	var vals []definition.Value
 	if f.Field != nil {
-		f.Field.Each(ev, func(v definition.Value) { vals = append(vals, v) })
+		f.Field.Each(ev, et, func(v definition.Value) { vals = append(vals, v) })
 	}
 	switch f.Agg {
 	case definition.Count:
@@ -817,13 +842,19 @@ func (e *Engine) foldFeat(f *definition.Feature, d, s *featState) {
 }
 
 // applyTraits merges the event's traits (identify: traits and
-// context.traits; other calls: context.traits) and returns the changes,
-// sorted by name.
+// context.traits; other calls: context.traits; any call: its user id as
+// user_id) and returns the changes, sorted by name.
 func applyTraits(st *State, ev *schemas.Event, et int64, tie uint32) []TraitChange {
-	if len(ev.Context.Traits) == 0 && (ev.Type != schemas.Identify || len(ev.Traits) == 0) {
+	if len(ev.Context.Traits) == 0 && ev.UserID == "" && (ev.Type != schemas.Identify || len(ev.Traits) == 0) {
 		return nil
 	}
 	cand := map[string]string{}
+	if ev.UserID != "" {
+		// The user id is a trait too (activation, segments), latest by
+		// event time like any other.
+		b, _ := json.Marshal(ev.UserID)
+		cand["user_id"] = string(b)
+	}
 	for k, raw := range ev.Context.Traits {
 		cand[k] = string(raw)
 	}

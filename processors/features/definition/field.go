@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/streamcdp/streamcdp/schemas"
 )
@@ -73,16 +74,17 @@ func (v Value) String() string {
 // for a products.* path (none when absent). It calls fn for each.
 type Field struct {
 	Path string
-	read func(ev *schemas.Event, fn func(Value))
+	read func(ev *schemas.Event, et int64, fn func(Value))
 }
 
-// Each calls fn with every value of the field in ev.
-func (f *Field) Each(ev *schemas.Event, fn func(Value)) { f.read(ev, fn) }
+// Each calls fn with every value of the field in ev, whose event time is
+// et (Unix ms).
+func (f *Field) Each(ev *schemas.Event, et int64, fn func(Value)) { f.read(ev, et, fn) }
 
 // First returns the field's first value in ev.
-func (f *Field) First(ev *schemas.Event) Value {
+func (f *Field) First(ev *schemas.Event, et int64) Value {
 	out := Value{}
-	f.read(ev, func(v Value) {
+	f.read(ev, et, func(v Value) {
 		if out.Kind == None {
 			out = v
 		}
@@ -202,17 +204,24 @@ var topField = map[string]func(ev *schemas.Event) string{
 	"message_id":   func(ev *schemas.Event) string { return ev.MessageID },
 }
 
+// timeParts are the parts of the event time (UTC) a field may read, for
+// features such as "distinct months with an order".
+var timeParts = map[string]string{
+	"year": "2006", "month": "2006-01", "day": "2006-01-02", "hour": "2006-01-02T15", "weekday": "Monday",
+}
+
 // FieldPaths lists the forms a field path may take, for error messages.
 const FieldPaths = "properties.KEY (typed e-commerce keys included), products.KEY (each product), " +
 	"product.KEY (products.KEY when the event has products, else properties.KEY), traits.KEY, " +
 	"context.traits.KEY, context.extra.KEY, context.FIELD (" + "page.path, campaign.source, device.type, ...), " +
+	"time.PART (year, month, day, hour, weekday of the event time, UTC), " +
 	"or a top-level field (event, name, type, user_id, anonymous_id, group_id, message_id)"
 
 // ParseField compiles a field path.
 func ParseField(path string) (*Field, error) {
 	f := &Field{Path: path}
 	scalar := func(get func(ev *schemas.Event) Value) {
-		f.read = func(ev *schemas.Event, fn func(Value)) {
+		f.read = func(ev *schemas.Event, _ int64, fn func(Value)) {
 			if v := get(ev); v.Kind != None {
 				fn(v)
 			}
@@ -242,7 +251,7 @@ func ParseField(path string) (*Field, error) {
 			break
 		}
 		typed := productField[key]
-		f.read = func(ev *schemas.Event, fn func(Value)) {
+		f.read = func(ev *schemas.Event, _ int64, fn func(Value)) {
 			if ev.Commerce == nil {
 				return
 			}
@@ -271,12 +280,21 @@ func ParseField(path string) (*Field, error) {
 		}
 		each, _ := ParseField("products." + key)
 		one, _ := ParseField("properties." + key)
-		f.read = func(ev *schemas.Event, fn func(Value)) {
+		f.read = func(ev *schemas.Event, et int64, fn func(Value)) {
 			if ev.Commerce != nil && len(ev.Commerce.Products) > 0 {
-				each.read(ev, fn)
+				each.read(ev, et, fn)
 				return
 			}
-			one.read(ev, fn)
+			one.read(ev, et, fn)
+		}
+		return f, nil
+	case strings.HasPrefix(path, "time."):
+		layout, ok := timeParts[strings.TrimPrefix(path, "time.")]
+		if !ok {
+			break
+		}
+		f.read = func(_ *schemas.Event, et int64, fn func(Value)) {
+			fn(Str(time.UnixMilli(et).UTC().Format(layout)))
 		}
 		return f, nil
 	case strings.HasPrefix(path, "traits."):
