@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/streamcdp/streamcdp/processors/features/definition"
+	"github.com/streamcdp/streamcdp/processors/segments/rules"
 )
 
 //go:embed topology.yaml
@@ -44,6 +45,9 @@ type Topology struct {
 	// Features are the feature definitions of the features processor
 	// (see processors/features/definition).
 	Features definition.Spec `yaml:"features"`
+	// Segments are the segment definitions of the segments processor (see
+	// processors/segments/rules).
+	Segments rules.Spec `yaml:"segments"`
 
 	// Warnings are problems that do not stop the topology from working,
 	// such as a topic that nothing reads or writes.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/streamcdp/streamcdp/processors/features/definition"
+	"github.com/streamcdp/streamcdp/processors/segments/rules"
 )
 
 // Problem is one thing wrong in a topology file and where it is, so that an
@@ -184,7 +185,8 @@ func (t *Topology) validate() (problems, warnings []Problem) {
 			}
 		}
 	}
-	if _, err := definition.Compile(t.Features); err != nil {
+	fset, err := definition.Compile(t.Features)
+	if err != nil {
 		var errs definition.Errors
 		if errors.As(err, &errs) {
 			for _, e := range errs {
@@ -193,6 +195,8 @@ func (t *Topology) validate() (problems, warnings []Problem) {
 		} else {
 			v.errorf("features", "features: %v", err)
 		}
+	} else {
+		v.checkSegments(fset, produced)
 	}
 	for i, tp := range t.Topics {
 		if tp.Name != "" && !produced[tp.Name] && !consumed[tp.Name] {
@@ -328,4 +332,36 @@ func named(kind, name string) string {
 func declared(topics map[string]int, name string) bool {
 	_, ok := topics[name]
 	return ok
+}
+
+// checkSegments compiles the segment conditions against the features and
+// checks their topics.
+func (v *validator) checkSegments(fset *definition.Set, produced map[string]bool) {
+	t := v.t
+	if _, err := rules.Compile(t.Segments, fset); err != nil {
+		var errs rules.Errors
+		if errors.As(err, &errs) {
+			for _, e := range errs {
+				v.errorf("segments."+e.Path, "segments.%s", e.Error())
+			}
+		} else {
+			v.errorf("segments", "segments: %v", err)
+		}
+	}
+	for i, s := range t.Segments.Definitions {
+		if s.Topic == "" {
+			continue
+		}
+		p := fmt.Sprintf("segments.definitions[%d].topic", i)
+		if _, ok := t.Topic(s.Topic); !ok {
+			v.errorf(p, "segment %s: topic %q is not declared under topics", s.Name, s.Topic)
+		} else if !produced[s.Topic] {
+			v.errorf(p, "segment %s: topic %q is not among the segments processor's outputs", s.Name, s.Topic)
+		}
+	}
+	if t.Segments.AudienceEvents {
+		if _, ok := t.Topic("segments.audiences"); !ok {
+			v.errorf("segments.audience_events", "audience_events needs a segments.audiences topic")
+		}
+	}
 }

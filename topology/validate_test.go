@@ -68,7 +68,7 @@ processors:
 			name: "unknown top-level key",
 			yaml: valid + "segmnts: []\n",
 			line: 13, col: 1,
-			want: []string{`unknown key "segmnts" in the top level`, "known keys: features, identity, processors, topics, version"},
+			want: []string{`unknown key "segmnts" in the top level`, `did you mean "segments"?`, "known keys: features, identity, processors, segments, topics, version"},
 		},
 		{
 			name: "unknown processor key",
