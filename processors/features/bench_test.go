@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamcdp/streamcdp/internal/generate"
+	"github.com/streamcdp/streamcdp/internal/keyspace"
 	"github.com/streamcdp/streamcdp/internal/testkit"
 	"github.com/streamcdp/streamcdp/internal/validate"
 	"github.com/streamcdp/streamcdp/schemas"
@@ -107,9 +108,9 @@ func redisCPU(t testing.TB, rdb redis.UniversalClient) float64 {
 func (s *stage) stateBytes(t testing.TB, rdb redis.UniversalClient) (bytes, profiles int64) {
 	t.Helper()
 	ctx := testkit.Context(t)
-	l := NewLayout(s.env.RedisPrefix(), s.partitions)
+	l := keyspace.New("features", s.env.RedisPrefix(), s.partitions)
 	for p := range s.partitions {
-		key := l.StateKey(int32(p))
+		key := l.Key(int32(p), "s")
 		n, err := rdb.MemoryUsage(ctx, key, 0).Result()
 		if err != nil && err != redis.Nil {
 			t.Fatal(err)

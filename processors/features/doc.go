@@ -37,7 +37,7 @@
 // member: its two tasks share a partStore, the decoded profiles of
 // partition k (a bounded LRU) and a lock that serializes their steps.
 //
-// Redis holds each partition's profiles in one hash (layout.go), under a
+// Redis holds each partition's profiles in one hash (internal/keyspace), under a
 // hash tag shared by the partition's two journals. A step of up to
 // StepRecords records computes the new states of the profiles it touches on
 // copies, then one script (features.lua) checks the journal's fence and

@@ -234,7 +234,7 @@ func checkChain(t testing.TB, rd *Reader, changes map[string][]schemas.ProfileCh
 			}
 		}
 		last := cs[len(cs)-1]
-		b, err := rd.rdb.HGet(ctx, rd.layout.StateKey(rd.layout.Partition(id)), id).Bytes()
+		b, err := rd.rdb.HGet(ctx, rd.layout.Key(rd.layout.Partition(id), "s"), id).Bytes()
 		if err != nil {
 			t.Fatalf("%s: %v", id, err)
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/streamcdp/streamcdp/internal/dlq"
 	"github.com/streamcdp/streamcdp/internal/journal"
+	"github.com/streamcdp/streamcdp/internal/keyspace"
 	"github.com/streamcdp/streamcdp/internal/processing"
 	"github.com/streamcdp/streamcdp/processors/features/definition"
 	"github.com/streamcdp/streamcdp/schemas"
@@ -50,7 +51,7 @@ type Config struct {
 type Processor struct {
 	cfg     Config
 	engine  *Engine
-	layout  *Layout
+	layout  *keyspace.Layout
 	serde   *schemas.Serde
 	rdb     redis.UniversalClient
 	journal *journal.Redis
@@ -130,7 +131,7 @@ func NewProcessor(cfg Config, set *definition.Set, serde *schemas.Serde, rdb red
 	if log == nil {
 		log = zap.NewNop()
 	}
-	layout := NewLayout(cfg.Prefix, cfg.Partitions)
+	layout := keyspace.New("features", cfg.Prefix, cfg.Partitions)
 	p := &Processor{
 		cfg: cfg, engine: NewEngine(set), layout: layout, serde: serde, rdb: rdb, log: log, m: m, now: cfg.Now,
 		step: redis.NewScript(journal.Script(stepSrc)), stores: map[int32]*partStore{},
@@ -191,7 +192,7 @@ func (p *Processor) store(part int32) *partStore {
 	ps := p.stores[part]
 	if ps == nil {
 		c, _ := lru.NewLRU[string, *State](p.cfg.CacheProfiles, nil)
-		ps = &partStore{p: part, key: p.layout.StateKey(part), cache: c}
+		ps = &partStore{p: part, key: p.layout.Key(part, "s"), cache: c}
 		p.stores[part] = ps
 	}
 	return ps

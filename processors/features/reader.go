@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/streamcdp/streamcdp/internal/keyspace"
 	"github.com/streamcdp/streamcdp/processors/features/definition"
 )
 
@@ -19,12 +20,12 @@ import (
 type Reader struct {
 	rdb    redis.UniversalClient
 	engine *Engine
-	layout *Layout
+	layout *keyspace.Layout
 }
 
 // NewReader reads the store the processor with cfg and set writes.
 func NewReader(rdb redis.UniversalClient, cfg Config, set *definition.Set) *Reader {
-	return &Reader{rdb: rdb, engine: NewEngine(set), layout: NewLayout(cfg.Prefix, cfg.Partitions)}
+	return &Reader{rdb: rdb, engine: NewEngine(set), layout: keyspace.New("features", cfg.Prefix, cfg.Partitions)}
 }
 
 // Reader returns a Reader of the processor's store.
@@ -60,7 +61,7 @@ const maxAliasHops = 32
 func (r *Reader) State(ctx context.Context, profile string) (*State, string, error) {
 	id := profile
 	for range maxAliasHops {
-		b, err := r.rdb.HGet(ctx, r.layout.StateKey(r.layout.Partition(id)), id).Bytes()
+		b, err := r.rdb.HGet(ctx, r.layout.Key(r.layout.Partition(id), "s"), id).Bytes()
 		if errors.Is(err, redis.Nil) {
 			return nil, id, ErrNotFound
 		}
