@@ -19,6 +19,7 @@ import (
 	"github.com/streamcdp/streamcdp/internal/processing"
 	"github.com/streamcdp/streamcdp/processors/features"
 	"github.com/streamcdp/streamcdp/processors/identity"
+	"github.com/streamcdp/streamcdp/processors/segments"
 	"github.com/streamcdp/streamcdp/topology"
 )
 
@@ -49,6 +50,7 @@ type built struct {
 var builders = map[string]func(ctx context.Context, d runDeps) (built, error){
 	"identity": buildIdentity,
 	"features": buildFeatures,
+	"segments": buildSegments,
 }
 
 func newRunCmd() *cobra.Command {
@@ -209,6 +211,14 @@ func buildIdentity(ctx context.Context, d runDeps) (built, error) {
 
 func buildFeatures(ctx context.Context, d runDeps) (built, error) {
 	p, cleanup, err := features.Open(ctx, d.svc, d.topo, d.metrics, d.reg, d.log)
+	if err != nil {
+		return built{}, err
+	}
+	return built{proc: p, journal: p.Journal(), deadLetter: d.svc.Topic("events.dlq"), kafkaOpts: p.KafkaOpts(), cleanup: cleanup}, nil
+}
+
+func buildSegments(ctx context.Context, d runDeps) (built, error) {
+	p, cleanup, err := segments.Open(ctx, d.svc, d.topo, d.metrics, d.reg, d.log)
 	if err != nil {
 		return built{}, err
 	}

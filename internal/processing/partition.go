@@ -135,6 +135,17 @@ func (pt *ptask) open(ctx context.Context) error {
 			return err
 		}
 	}
+	if tc := pt.tc; len(tc.out) > 0 || len(tc.writes) > 0 || len(tc.custom) > 0 {
+		return errors.New("Open must not emit or write: only timers may be set")
+	}
+	if tc := pt.tc; len(tc.setTimers) > 0 || len(tc.delTimers) > 0 {
+		// Timers Open set (a task waking itself up for work of its own,
+		// such as a backfill) are journaled now, as a step of their own.
+		st := pt.newStep(StepTimers)
+		if err := pt.apply(ctx, st); err != nil {
+			return fmt.Errorf("journaling the timers Open set: %w", err)
+		}
+	}
 	pt.log.Debug("task opened", zap.Int64("committed", pt.committed), zap.Int64("seq", pt.seq), zap.Int64("applied", pt.applied),
 		zap.Int("pending", len(pt.replay)), zap.Int64("epoch", pt.epoch))
 	return nil

@@ -31,7 +31,8 @@ type Processor interface {
 // goroutine at a time.
 type Task interface {
 	// Open prepares the task before its first record: load state, check
-	// the store. tc.Committed says where processing resumes.
+	// the store. tc.Committed says where processing resumes. It may set
+	// timers (they are journaled when it returns) but not emit or write.
 	Open(ctx context.Context, tc *TaskContext) error
 	// Process handles records of the partition in offset order. Outputs
 	// go through tc.Emit; effects through the journal (tc.Write, timers,

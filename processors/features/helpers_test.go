@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
@@ -101,62 +100,16 @@ func (s *stage) start(t testing.TB, n int) (stop func()) {
 }
 
 // waitDone waits until the group has committed the end of every input
-// topic twice in a row (the fold topic grows while merges are handled).
+// (the fold topic grows while merges are handled).
 func (s *stage) waitDone(t testing.TB, timeout time.Duration) {
 	t.Helper()
-	adm := s.env.Admin(t)
-	ctx, cancel := context.WithTimeout(context.Background(), timeout+30*time.Second)
-	defer cancel()
-	deadline := time.Now().Add(timeout)
-	streak := 0
-	for streak < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the features group did not consume its inputs within %s", timeout)
-		}
-		time.Sleep(300 * time.Millisecond)
-		ends, err := adm.ListEndOffsets(ctx, s.resolved, s.merges, s.fold)
-		if err != nil {
-			t.Fatal(err)
-		}
-		committed, err := adm.FetchOffsets(ctx, s.group)
-		done := err == nil
-		ends.Each(func(o kadm.ListedOffset) {
-			c, ok := committed.Lookup(o.Topic, o.Partition)
-			if o.Offset > 0 && (!ok || c.At < o.Offset) {
-				done = false
-			}
-		})
-		if done {
-			streak++
-		} else {
-			streak = 0
-		}
-	}
+	s.env.WaitConsumed(t, timeout, 300*time.Millisecond, testkit.Consumed{Group: s.group, Topics: []string{s.resolved, s.merges, s.fold}})
 }
 
 // readAll reads a topic with read_committed to its end.
 func (s *stage) readAll(t testing.TB, topic string) []*kgo.Record {
 	t.Helper()
-	ctx := testkit.Context(t)
-	cl := s.env.Kafka(t, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
-	var out []*kgo.Record
-	for idle := 0; idle < 3; {
-		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		fs := cl.PollFetches(pctx)
-		cancel()
-		if ctx.Err() != nil {
-			t.Fatalf("reading %s: %v", topic, ctx.Err())
-		}
-		n := 0
-		fs.EachRecord(func(r *kgo.Record) { out = append(out, r); n++ })
-		if n == 0 {
-			idle++
-		} else {
-			idle = 0
-		}
-	}
-	return out
+	return s.env.ReadAll(t, topic)
 }
 
 // changesByProfile decodes the changes topic and checks that each

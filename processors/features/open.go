@@ -43,6 +43,15 @@ func ConfigFrom(topo *topology.Topology, svc config.Services) (Config, *definiti
 	}, set, nil
 }
 
+// Definitions compiles the topology's feature definitions.
+func Definitions(topo *topology.Topology) (*definition.Set, error) {
+	set, err := definition.Compile(topo.Features)
+	if err != nil {
+		return nil, fmt.Errorf("features in the topology: %w", err)
+	}
+	return set, nil
+}
+
 // Open connects the features processor to the services in svc (Redis, the
 // schema registry, Kafka to check the topics), registers its output schema,
 // and returns it with a function that releases its connections.

@@ -436,9 +436,9 @@ func (t *stateTask) write(ctx context.Context, st *processing.Step, fired []proc
 }
 
 // OnTimer implements processing.TimerHandler: a profile's windows moved
-// without an event. Each due profile's Clock moves to the timer's time,
-// the features that fell are emitted as a change (cause expiry), and the
-// next timer is set; all in one journaled step.
+// without an event. Each due profile's Clock moves to now, every window
+// boundary on the way where a value fell is a change (cause expiry) at its
+// moment, and the next timer is set; all in one journaled step.
 func (t *stateTask) OnTimer(ctx context.Context, tc *processing.TaskContext, due []processing.Timer) error {
 	ps := t.ps
 	ps.mu.Lock()
@@ -456,6 +456,7 @@ func (t *stateTask) OnTimer(ctx context.Context, tc *processing.TaskContext, due
 		return err
 	}
 	var outs []*kgo.Record
+	now := t.p.now().UnixMilli()
 	for _, d := range due {
 		s := work[d.Key]
 		if s.MergedInto != "" || s.Clock == 0 || d.At.UnixMilli() <= s.Clock {
@@ -466,7 +467,8 @@ func (t *stateTask) OnTimer(ctx context.Context, tc *processing.TaskContext, due
 			continue
 		}
 		var err error
-		if outs, err = t.expiries(ctx, outs, d.Key, s, d.At.UnixMilli()); err != nil {
+		// Every boundary up to now, each its own change, in one firing.
+		if outs, err = t.expiries(ctx, outs, d.Key, s, max(d.At.UnixMilli(), now)); err != nil {
 			ps.cache.Purge()
 			return err
 		}

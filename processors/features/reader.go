@@ -61,16 +61,9 @@ const maxAliasHops = 32
 func (r *Reader) State(ctx context.Context, profile string) (*State, string, error) {
 	id := profile
 	for range maxAliasHops {
-		b, err := r.rdb.HGet(ctx, r.layout.Key(r.layout.Partition(id), "s"), id).Bytes()
-		if errors.Is(err, redis.Nil) {
-			return nil, id, ErrNotFound
-		}
+		st, err := r.Own(ctx, id)
 		if err != nil {
-			return nil, id, fmt.Errorf("reading profile %s: %w", id, err)
-		}
-		st, err := r.engine.Decode(b)
-		if err != nil {
-			return nil, id, fmt.Errorf("profile %s: %w", id, err)
+			return nil, id, err
 		}
 		if st.MergedInto == "" {
 			return st, id, nil
@@ -79,6 +72,26 @@ func (r *Reader) State(ctx context.Context, profile string) (*State, string, err
 	}
 	return nil, id, fmt.Errorf("profile %s: more than %d merges to follow", profile, maxAliasHops)
 }
+
+// Own returns profile's own stored state, without following a merge (a
+// merged-away profile's state names its survivor in MergedInto).
+func (r *Reader) Own(ctx context.Context, profile string) (*State, error) {
+	b, err := r.rdb.HGet(ctx, r.layout.Key(r.layout.Partition(profile), "s"), profile).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading profile %s: %w", profile, err)
+	}
+	st, err := r.engine.Decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("profile %s: %w", profile, err)
+	}
+	return st, nil
+}
+
+// Layout is where the store keeps profiles.
+func (r *Reader) Layout() *keyspace.Layout { return r.layout }
 
 // Profile returns profile's features and traits at read time at.
 func (r *Reader) Profile(ctx context.Context, profile string, at time.Time) (*Profile, error) {
