@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/streamcdp/streamcdp/processors/features/definition"
+	"github.com/streamcdp/streamcdp/processors/features/reference"
 	"github.com/streamcdp/streamcdp/schemas"
 	"github.com/streamcdp/streamcdp/topology"
 )
@@ -49,7 +50,7 @@ var (
 // product views and adds, checkouts, orders with products, identifies with
 // conflicting traits, and track events carrying context traits. Times
 // spread over ±120 days, so windows, lateness and order all matter.
-func randomEvent(r *rand.Rand, id int, base time.Time) refEvent {
+func randomEvent(r *rand.Rand, id int, base time.Time) reference.Event {
 	ev := schemas.Event{MessageID: fmt.Sprintf("m-%d-%d", id, r.IntN(1<<30)), AnonymousID: "a"}
 	var at time.Time
 	switch r.IntN(4) {
@@ -97,7 +98,7 @@ func randomEvent(r *rand.Rand, id int, base time.Time) refEvent {
 	if r.IntN(5) == 0 {
 		ev.Context.Traits = map[string]json.RawMessage{"plan": json.RawMessage(testPlans[r.IntN(len(testPlans))])}
 	}
-	return refEvent{ev: ev, t: at.UnixMilli()}
+	return reference.Event{Ev: ev, T: at.UnixMilli()}
 }
 
 // mirror is what a consumer of the changes holds: every feature's value as
@@ -164,26 +165,26 @@ func valuesEqual(a, b definition.Value) bool {
 
 // checkAgainstReference compares every feature and trait of st with the
 // reference over evs at several read times from the latest event on.
-func checkAgainstReference(t *testing.T, e *Engine, st *State, evs []refEvent, label string) {
+func checkAgainstReference(t *testing.T, e *Engine, st *State, evs []reference.Event, label string) {
 	t.Helper()
 	// Reads are exact from the profile's Clock (its latest event or
 	// expiry) minus the allowed lateness: read from the later of the
 	// latest event and the Clock.
 	latest := st.Clock
 	for _, re := range evs {
-		latest = max(latest, re.t)
+		latest = max(latest, re.T)
 	}
 	for _, dt := range []time.Duration{0, 10 * time.Minute, 2 * time.Hour, 25 * time.Hour, 8 * 24 * time.Hour, 31 * 24 * time.Hour, 100 * 24 * time.Hour} {
 		at := latest + dt.Milliseconds()
 		got := e.Values(st, at)
 		for i, f := range e.Set().Features {
-			want := refValue(f, evs, at)
+			want := reference.Value(f, evs, at)
 			if !valuesEqual(got[i], want) {
 				t.Fatalf("%s: %s at latest+%s = %v, reference %v (%d events)", label, f.Name, dt, got[i], want, len(evs))
 			}
 		}
 	}
-	want := refTraits(evs)
+	want := reference.Traits(evs)
 	got := map[string]string{}
 	for k, tr := range st.Traits {
 		if tr.Value != "" {
@@ -204,7 +205,7 @@ func TestEngineMatchesReference(t *testing.T) {
 	for seed := range uint64(300) {
 		r := rand.New(rand.NewPCG(seed, 7))
 		n := 1 + r.IntN(60)
-		evs := make([]refEvent, n)
+		evs := make([]reference.Event, n)
 		for i := range evs {
 			evs[i] = randomEvent(r, int(seed), base)
 		}
@@ -226,12 +227,12 @@ func TestEngineMatchesReference(t *testing.T) {
 			// fell in between are changes of their own first.
 			now := int64(0)
 			if r.IntN(3) == 0 {
-				now = evs[k].t + r.Int64N(int64(3*24*time.Hour/time.Millisecond))
+				now = evs[k].T + r.Int64N(int64(3*24*time.Hour/time.Millisecond))
 			}
-			for _, ch := range e.Advance(states[p], max(states[p].Clock, evs[k].t, now)) {
+			for _, ch := range e.Advance(states[p], max(states[p].Clock, evs[k].T, now)) {
 				mirrors[p].take(t, ch, e)
 			}
-			ch, err := e.Apply(states[p], &evs[k].ev, evs[k].t, now)
+			ch, err := e.Apply(states[p], &evs[k].Ev, evs[k].T, now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -458,7 +459,7 @@ func FuzzDecode(f *testing.F) {
 	st := &State{}
 	for range 40 {
 		re := randomEvent(r, 1, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-		_, _ = e.Apply(st, &re.ev, re.t, 0)
+		_, _ = e.Apply(st, &re.Ev, re.T, 0)
 	}
 	f.Add(e.Encode(nil, st))
 	f.Add(e.Encode(nil, &State{MergedInto: "p2"}))

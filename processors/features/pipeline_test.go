@@ -13,6 +13,7 @@ import (
 
 	"github.com/streamcdp/streamcdp/internal/config"
 	"github.com/streamcdp/streamcdp/internal/testkit"
+	"github.com/streamcdp/streamcdp/processors/features/reference"
 	"github.com/streamcdp/streamcdp/schemas"
 )
 
@@ -23,7 +24,7 @@ type person struct {
 	root   string
 	ids    []string
 	parent map[string]string
-	events []refEvent
+	events []reference.Event
 }
 
 // genPersons makes n persons with 1-4 profiles each and their events.
@@ -60,7 +61,7 @@ func (s *stage) streamRecords(t testing.TB, r *rand.Rand, persons []*person) []*
 	for _, p := range persons {
 		for _, re := range p.events {
 			id := p.ids[r.IntN(len(p.ids))]
-			ev := schemas.ResolvedEvent{ProfileID: id, Timestamp: time.UnixMilli(re.t), Event: re.ev}
+			ev := schemas.ResolvedEvent{ProfileID: id, Timestamp: time.UnixMilli(re.T), Event: re.Ev}
 			v, err := s.serde.EncodeResolved(ctx, s.resolved, &ev)
 			if err != nil {
 				t.Fatal(err)

@@ -196,9 +196,9 @@ func (p *Processor) NewTask(tp processing.TopicPartition) (processing.Task, erro
 // cache is trusted only for its own lifetime: after an abort the runner
 // makes a new task, which reads Redis again.
 type task struct {
-	p                          *Processor
-	tp                         processing.TopicPartition
-	cache                      *lru.LRU[string, *State]
+	p                           *Processor
+	tp                          processing.TopicPartition
+	cache                       *lru.LRU[string, *State]
 	stateKey, sizesKey, metaKey string
 }
 

@@ -1,4 +1,4 @@
-package features
+package reference
 
 import (
 	"encoding/json"
@@ -10,12 +10,13 @@ import (
 	"github.com/streamcdp/streamcdp/schemas"
 )
 
-// This file is the brute-force reference the property tests compare the
-// engine with. It shares nothing with the engine but the definitions'
-// reading of events (which events a feature takes, and which values): no
-// buckets, no pruning, no folding. It keeps every event of a profile and
-// computes each value at read time t straight from the definition's
-// semantics (see the definition package doc):
+// Package reference is the brute-force reference the property tests of the
+// features and segments processors compare them with. It shares nothing
+// with the feature engine but the definitions' reading of events (which
+// events a feature takes, and which values): no buckets, no pruning, no
+// folding. It keeps every event of a profile and computes each value at
+// read time t straight from the definition's semantics (see the definition
+// package doc):
 //
 //   - a windowed feature counts an event at time e iff (floor(e/b)+1)·b > t − W;
 //   - sums and averages are in millionths, each value rounded on its own;
@@ -24,21 +25,22 @@ import (
 //     identify traits over context traits over the user id of the same
 //     event; JSON null removes.
 //
-// Read times must be at or after every event's time minus the allowed
+// Read times must be at or after the profile's clock minus the allowed
 // lateness, where the engine is exact by construction.
 
-type refEvent struct {
-	ev schemas.Event
-	t  int64 // event time, Unix ms
+// Event is one event of a profile and its event time (Unix ms).
+type Event struct {
+	Ev schemas.Event
+	T  int64
 }
 
-func refTie(id string) uint32 {
+func tie(id string) uint32 {
 	h := fnv.New32a()
 	h.Write([]byte(id))
 	return h.Sum32()
 }
 
-func refCounts(f *definition.Feature, e, t int64) bool {
+func counts(f *definition.Feature, e, t int64) bool {
 	if f.Window == 0 {
 		return true
 	}
@@ -67,32 +69,32 @@ func refEarlier(a, b refPick) bool {
 	return a.text < b.text
 }
 
-// refValue computes feature f over evs at read time t.
-func refValue(f *definition.Feature, evs []refEvent, t int64) definition.Value {
+// Value computes feature f over evs at read time t.
+func Value(f *definition.Feature, evs []Event, t int64) definition.Value {
 	var vals []definition.Value
 	var picks []refPick
 	events := 0
 	for _, re := range evs {
 		var env *definition.PredicateEnv
-		ok, err := f.Matches(&re.ev, &env)
-		if err != nil || !ok || !refCounts(f, re.t, t) {
+		ok, err := f.Matches(&re.Ev, &env)
+		if err != nil || !ok || !counts(f, re.T, t) {
 			continue
 		}
 		events++
-		tie := refTie(re.ev.MessageID)
+		msgTie := tie(re.Ev.MessageID)
 		if f.Field == nil {
-			picks = append(picks, refPick{t: re.t, tie: tie, text: "", val: definition.Num(float64(re.t))})
+			picks = append(picks, refPick{t: re.T, tie: msgTie, text: "", val: definition.Num(float64(re.T))})
 			continue
 		}
 		var evVals []definition.Value
-		f.Field.Each(&re.ev, re.t, func(v definition.Value) { evVals = append(evVals, v) })
+		f.Field.Each(&re.Ev, re.T, func(v definition.Value) { evVals = append(evVals, v) })
 		vals = append(vals, evVals...)
 		if len(evVals) > 0 {
 			v := evVals[0]
 			if f.Agg == definition.Last {
 				v = evVals[len(evVals)-1]
 			}
-			picks = append(picks, refPick{t: re.t, tie: tie, text: v.Text(), val: v})
+			picks = append(picks, refPick{t: re.T, tie: msgTie, text: v.Text(), val: v})
 		}
 	}
 	nums := func() []float64 {
@@ -167,8 +169,8 @@ func refValue(f *definition.Feature, evs []refEvent, t int64) definition.Value {
 	return definition.Value{}
 }
 
-// refTraits computes the visible traits of evs (JSON texts by name).
-func refTraits(evs []refEvent) map[string]string {
+// Traits computes the visible traits of evs (JSON texts by name).
+func Traits(evs []Event) map[string]string {
 	type cand struct {
 		t    int64
 		tie  uint32
@@ -176,7 +178,7 @@ func refTraits(evs []refEvent) map[string]string {
 	}
 	win := map[string]cand{}
 	for _, re := range evs {
-		ev := &re.ev
+		ev := &re.Ev
 		own := map[string]string{}
 		if ev.UserID != "" {
 			b, _ := json.Marshal(ev.UserID)
@@ -194,7 +196,7 @@ func refTraits(evs []refEvent) map[string]string {
 			if text == "null" {
 				text = ""
 			}
-			c := cand{re.t, refTie(ev.MessageID), text}
+			c := cand{re.T, tie(ev.MessageID), text}
 			cur, ok := win[k]
 			if !ok || c.t > cur.t || (c.t == cur.t && (c.tie > cur.tie || (c.tie == cur.tie && c.text > cur.text))) {
 				win[k] = c
