@@ -576,6 +576,7 @@ func (t *stateTask) handle(ctx context.Context, it *item, work map[string]*State
 		p.m.forwarded.WithLabelValues(string([]byte{byte(fwd.kind)})).Inc()
 		return append(outs, &kgo.Record{Topic: p.cfg.FoldTopic, Key: []byte(st.MergedInto), Value: fwd.append(nil), Timestamp: it.rec.Timestamp}), nil
 	}
+	now := p.now().UnixMilli()
 	if t.kind == kindFold && f.kind == foldMerge {
 		// This profile (L) merges into f.into (S): its state goes there,
 		// a tombstone stays to send what still comes for L.
@@ -583,9 +584,9 @@ func (t *stateTask) handle(ctx context.Context, it *item, work map[string]*State
 		work[it.profile] = &State{MergedInto: f.into}
 		if st.Version > 0 {
 			// Its last change says where everything went.
-			last := &State{Version: st.Version, Clock: st.Clock}
+			last := &State{Version: st.Version, Clock: max(st.Clock, now)}
 			var err error
-			outs, err = t.change(ctx, outs, it.profile, last, Change{Time: st.Clock}, schemas.CauseMerge, f.mergeID, "", f.into, it.rec.Timestamp)
+			outs, err = t.change(ctx, outs, it.profile, last, Change{Time: last.Clock}, schemas.CauseMerge, f.mergeID, "", f.into, it.rec.Timestamp)
 			if err != nil {
 				return nil, err
 			}
@@ -594,7 +595,6 @@ func (t *stateTask) handle(ctx context.Context, it *item, work map[string]*State
 		p.m.forwarded.WithLabelValues("s").Inc()
 		return append(outs, &kgo.Record{Topic: p.cfg.FoldTopic, Key: []byte(f.into), Value: s.append(nil), Timestamp: it.rec.Timestamp}), nil
 	}
-	now := p.now().UnixMilli()
 	if t.kind == kindFold && f.kind == foldState {
 		src, err := p.engine.Decode(f.blob)
 		if err != nil {

@@ -283,7 +283,7 @@ func (t *task) load(ctx context.Context, ids []string, st *step) error {
 	for i, v := range vals {
 		s, _ := v.(string)
 		if s == "" {
-			st.work[missing[i]] = &State{}
+			st.work[missing[i]] = newState()
 			continue
 		}
 		state, err := decodeState([]byte(s))
@@ -406,7 +406,7 @@ func (t *task) mergedAway(ctx context.Context, tc *processing.TaskContext, st *s
 			return err
 		}
 	}
-	*s = State{MergedInto: survivor, MVersion: s.MVersion}
+	*s = State{MergedInto: survivor, MVersion: s.MVersion, Members: map[string]Member{}}
 	return nil
 }
 

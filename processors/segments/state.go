@@ -44,6 +44,11 @@ type Member struct {
 	Def   uint32
 }
 
+// newState is an empty state.
+func newState() *State {
+	return &State{Values: map[string]schemas.FeatureValue{}, Traits: map[string]string{}, Members: map[string]Member{}}
+}
+
 // clone returns a copy that shares nothing mutable with s.
 func (s *State) clone() *State {
 	out := *s
