@@ -136,7 +136,7 @@ func (pt *ptask) open(ctx context.Context) error {
 		}
 	}
 	if tc := pt.tc; len(tc.out) > 0 || len(tc.writes) > 0 || len(tc.custom) > 0 {
-		return errors.New("Open must not emit or write: only timers may be set")
+		return errors.New("a task's Open must not emit or write: only timers may be set")
 	}
 	if tc := pt.tc; len(tc.setTimers) > 0 || len(tc.delTimers) > 0 {
 		// Timers Open set (a task waking itself up for work of its own,
