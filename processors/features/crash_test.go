@@ -123,10 +123,12 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) {
 		}
 		runs++
 		if kills < 6 {
+			// Measured before feeding: a fast run may commit the whole chunk
+			// before a later look.
+			before := crash.committed(t, adm)
 			feed()
 			// Kill once the process has made progress, at a random moment
 			// of its cycle.
-			before := crash.committed(t, adm)
 			for c := crash.committed(t, adm); c == before && time.Now().Before(deadline); c = crash.committed(t, adm) {
 				time.Sleep(5 * time.Millisecond)
 			}

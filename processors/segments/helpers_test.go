@@ -44,6 +44,7 @@ type pipeline struct {
 	rules                                                  *rules.Set
 	serde                                                  *schemas.Serde
 	clock                                                  *clock
+	parts                                                  int
 }
 
 // defaultSpecs are the built-in topology's features and segments.
@@ -57,6 +58,12 @@ func defaultSpecs(t testing.TB) (fdef.Spec, rules.Spec) {
 }
 
 func newPipeline(t testing.TB, fspec fdef.Spec, sspec rules.Spec, clk *clock) *pipeline {
+	return newPipelineN(t, fspec, sspec, clk, 4)
+}
+
+// newPipelineN is newPipeline with parts partitions for the profile-keyed
+// topics (the topology's 6, for a `cdp run` child process).
+func newPipelineN(t testing.TB, fspec fdef.Spec, sspec rules.Spec, clk *clock, parts int32) *pipeline {
 	t.Helper()
 	env := testkit.New(t)
 	env.Redis(t)
@@ -68,11 +75,11 @@ func newPipeline(t testing.TB, fspec fdef.Spec, sspec rules.Spec, clk *clock) *p
 	if err != nil {
 		t.Fatal(err)
 	}
-	pl := &pipeline{env: env, fset: fset, rules: rs, serde: schemas.NewSerde(env.Registry(t)), clock: clk}
-	pl.resolved = env.Topic(t, "events.resolved", 4)
+	pl := &pipeline{env: env, fset: fset, rules: rs, serde: schemas.NewSerde(env.Registry(t)), clock: clk, parts: int(parts)}
+	pl.resolved = env.Topic(t, "events.resolved", parts)
 	pl.merges = env.Topic(t, "identity.merges", 2)
-	pl.fold = env.Topic(t, "features.fold", 4)
-	pl.changes = env.Topic(t, "profiles.changes", 4)
+	pl.fold = env.Topic(t, "features.fold", parts)
+	pl.changes = env.Topic(t, "profiles.changes", parts)
 	pl.membership = env.Topic(t, "segments.membership", 3)
 	pl.audiences = env.Topic(t, "segments.audiences", 2)
 	pl.dlqT = env.Topic(t, "events.dlq", 1)
@@ -88,12 +95,12 @@ func (pl *pipeline) now() time.Time {
 
 func (pl *pipeline) featuresConfig() features.Config {
 	return features.Config{ResolvedTopic: pl.resolved, MergesTopic: pl.merges, FoldTopic: pl.fold, ChangesTopic: pl.changes,
-		DLQTopic: pl.dlqT, Partitions: 4, Prefix: pl.env.RedisPrefix(), Now: pl.now}
+		DLQTopic: pl.dlqT, Partitions: pl.parts, Prefix: pl.env.RedisPrefix(), Now: pl.now}
 }
 
 func (pl *pipeline) segmentsConfig() Config {
 	return Config{ChangesTopic: pl.changes, MembershipTopic: pl.membership, AudiencesTopic: pl.audiences, DLQTopic: pl.dlqT,
-		Partitions: 4, Prefix: pl.env.RedisPrefix(), Now: pl.now}
+		Partitions: pl.parts, Prefix: pl.env.RedisPrefix(), Now: pl.now}
 }
 
 func (pl *pipeline) redis(t testing.TB) *Reader {
@@ -118,10 +125,15 @@ func (pl *pipeline) startFeatures(t testing.TB) (stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pl.run(t, "features", []string{pl.resolved, pl.merges, pl.fold}, p, p.Journal(), p.KafkaOpts(), m, rdb.Close)
+	return pl.run(t, "features", pl.env.Services.TopicPrefix+"-features", []string{pl.resolved, pl.merges, pl.fold}, p, p.Journal(), p.KafkaOpts(), m, rdb.Close)
 }
 
 func (pl *pipeline) startSegments(t testing.TB) (stop func()) {
+	return pl.startSegmentsWith(t, pl.segmentsConfig(), pl.env.Services.TopicPrefix+"-segments")
+}
+
+// startSegmentsWith runs a segments processor with cfg in group.
+func (pl *pipeline) startSegmentsWith(t testing.TB, cfg Config, group string) (stop func()) {
 	t.Helper()
 	rdb, err := config.NewRedis(pl.env.Services.RedisURL)
 	if err != nil {
@@ -129,17 +141,17 @@ func (pl *pipeline) startSegments(t testing.TB) (stop func()) {
 	}
 	m := processing.NewMetrics(nil)
 	store := features.NewReader(rdb, pl.featuresConfig(), pl.fset)
-	p, err := NewProcessor(pl.segmentsConfig(), pl.rules, store, pl.serde, rdb, m, nil, testLogger(t))
+	p, err := NewProcessor(cfg, pl.rules, store, pl.serde, rdb, m, nil, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pl.run(t, "segments", []string{pl.changes}, p, p.Journal(), p.KafkaOpts(), m, rdb.Close)
+	return pl.run(t, "segments", group, []string{pl.changes}, p, p.Journal(), p.KafkaOpts(), m, rdb.Close)
 }
 
-func (pl *pipeline) run(t testing.TB, name string, inputs []string, p processing.Processor, j processing.Journal, opts []kgo.Opt, m *processing.Metrics, closeFn func() error) func() {
+func (pl *pipeline) run(t testing.TB, name, group string, inputs []string, p processing.Processor, j processing.Journal, opts []kgo.Opt, m *processing.Metrics, closeFn func() error) func() {
 	t.Helper()
-	cfg := processing.Config{Name: name, Brokers: pl.env.Services.KafkaBrokers, Group: pl.env.Services.TopicPrefix + "-" + name,
-		Inputs: inputs, InstanceID: pl.env.ID + "-" + name, Metrics: m, MaxBackoff: 200 * time.Millisecond,
+	cfg := processing.Config{Name: name, Brokers: pl.env.Services.KafkaBrokers, Group: group,
+		Inputs: inputs, InstanceID: group, Metrics: m, MaxBackoff: 200 * time.Millisecond,
 		Journal: j, DeadLetterTopic: pl.dlqT, KafkaOpts: opts, Logger: testLogger(t)}
 	if pl.clock != nil {
 		cfg.Now = pl.clock.Now
@@ -217,10 +229,15 @@ func (c change) String() string {
 // checking that each profile's versions run 1, 2, 3 ... and that they are
 // in that order on the topic.
 func (pl *pipeline) memberships(t testing.TB) map[string][]change {
+	return pl.membershipsOf(t, pl.membership)
+}
+
+// membershipsOf is memberships of another topic.
+func (pl *pipeline) membershipsOf(t testing.TB, topic string) map[string][]change {
 	t.Helper()
 	ctx := testkit.Context(t)
 	out := map[string][]change{}
-	for _, rec := range pl.env.ReadAll(t, pl.membership) {
+	for _, rec := range pl.env.ReadAll(t, topic) {
 		native, err := pl.serde.DecodeNative(ctx, rec.Value, schemas.SegmentMembershipSchema)
 		if err != nil {
 			t.Fatal(err)
