@@ -114,6 +114,10 @@ its partitions back without a rebalance.`,
 				for i, in := range spec.Inputs {
 					inputs[i] = svc.Topic(in)
 				}
+				codec, err := svc.Compression()
+				if err != nil {
+					return err
+				}
 				id := instance
 				if id == "" {
 					if id, err = os.Hostname(); err != nil {
@@ -127,7 +131,8 @@ its partitions back without a rebalance.`,
 					// prefix keeps two environments on one cluster apart.
 					TransactionalID: svc.TopicPrefix + "-" + name + "-" + id,
 					Journal:         b.journal, DeadLetterTopic: b.deadLetter, SessionTimeout: sessionTimeout,
-					Logger: log.Named(name), Metrics: metrics, KafkaOpts: b.kafkaOpts,
+					Logger: log.Named(name), Metrics: metrics,
+					KafkaOpts: append([]kgo.Opt{kgo.ProducerBatchCompression(codec)}, b.kafkaOpts...),
 				}, b.proc)
 				if err != nil {
 					return err
