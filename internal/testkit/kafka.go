@@ -9,30 +9,41 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// ReadAll reads topic with read_committed from its start until polls stop
-// returning records (call it once everything is written: transaction
-// markers make offsets useless for finding the end).
+// ReadAll reads topic with read_committed from its start to the end it
+// has when called (records of aborted transactions are not returned).
 func (e *Env) ReadAll(t testing.TB, topic string) []*kgo.Record {
 	t.Helper()
-	ctx := Context(t)
-	cl := e.Kafka(t, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ends, err := e.Admin(t).ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatalf("end offsets of %s: %v", topic, err)
+	}
+	left := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			left[o.Partition] = o.Offset
+		}
+	})
+	// Transaction markers come through so that every partition's position
+	// reaches its end, which is usually a marker.
+	cl := e.Kafka(t, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
 	defer cl.Close()
 	var out []*kgo.Record
-	for idle := 0; idle < 3; {
-		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		fs := cl.PollFetches(pctx)
-		cancel()
+	for len(left) > 0 {
+		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			t.Fatalf("reading %s: %v", topic, ctx.Err())
+			t.Fatalf("reading %s: %d partitions short of their end after 3 minutes: %v", topic, len(left), left)
 		}
-		n := 0
-		fs.EachRecord(func(r *kgo.Record) { out = append(out, r); n++ })
-		if n == 0 {
-			idle++
-		} else {
-			idle = 0
-		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if !r.Attrs.IsControl() {
+				out = append(out, r)
+			}
+			if end, ok := left[r.Partition]; ok && r.Offset+1 >= end {
+				delete(left, r.Partition)
+			}
+		})
 	}
 	return out
 }
