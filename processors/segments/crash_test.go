@@ -144,7 +144,7 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rdb.Close()
-	rc, rr := NewReader(rdb, pl.segmentsConfig(), pl.rules), NewReader(rdb, ref, pl.rules)
+	rc, rr := NewReader(rdb, pl.segmentsConfig(), pl.rules, nil), NewReader(rdb, ref, pl.rules, nil)
 	ctx := testkit.Context(t)
 	total := 0
 	for i := range 600 {

@@ -109,7 +109,7 @@ func (pl *pipeline) redis(t testing.TB) *Reader {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rdb.Close() })
-	return NewReader(rdb, pl.segmentsConfig(), pl.rules)
+	return NewReader(rdb, pl.segmentsConfig(), pl.rules, nil)
 }
 
 // startFeatures and startSegments run one processor each in this process

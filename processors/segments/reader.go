@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/streamcdp/streamcdp/internal/keyspace"
+	"github.com/streamcdp/streamcdp/processors/features"
 	"github.com/streamcdp/streamcdp/processors/segments/rules"
 )
 
@@ -19,15 +20,19 @@ type Reader struct {
 	rdb    redis.UniversalClient
 	rules  *rules.Set
 	layout *keyspace.Layout
+	store  *features.Reader
 }
 
-// NewReader reads what the processor with cfg and set writes.
-func NewReader(rdb redis.UniversalClient, cfg Config, set *rules.Set) *Reader {
-	return &Reader{rdb: rdb, rules: set, layout: keyspace.New("segments", cfg.Prefix, cfg.Partitions)}
+// NewReader reads what the processor with cfg and set writes; store (may
+// be nil) is the feature store it evaluates from, for StoreProfiles.
+func NewReader(rdb redis.UniversalClient, cfg Config, set *rules.Set, store *features.Reader) *Reader {
+	return &Reader{rdb: rdb, rules: set, layout: keyspace.New("segments", cfg.Prefix, cfg.Partitions), store: store}
 }
 
 // Reader returns a Reader of the processor's store.
-func (p *Processor) Reader() *Reader { return &Reader{rdb: p.rdb, rules: p.rules, layout: p.layout} }
+func (p *Processor) Reader() *Reader {
+	return &Reader{rdb: p.rdb, rules: p.rules, layout: p.layout, store: p.store}
+}
 
 // Membership is one segment a profile is in.
 type Membership struct {
@@ -86,3 +91,21 @@ func (r *Reader) Sizes(ctx context.Context) (map[string]int64, error) {
 
 // Rules are the definitions the reader knows.
 func (r *Reader) Rules() *rules.Set { return r.rules }
+
+// StoreProfiles counts the profiles in the feature store (what a backfill
+// scans; merged-away profiles included).
+func (r *Reader) StoreProfiles(ctx context.Context) (int64, error) {
+	if r.store == nil {
+		return 0, errors.New("segments: this reader has no feature store")
+	}
+	l := r.store.Layout()
+	var n int64
+	for i := range l.Partitions() {
+		c, err := r.rdb.HLen(ctx, l.Key(int32(i), "s")).Result()
+		if err != nil {
+			return 0, fmt.Errorf("counting the feature store's profiles: %w", err)
+		}
+		n += c
+	}
+	return n, nil
+}

@@ -40,8 +40,9 @@ type Spec struct {
 	// "Audience Entered"/"Audience Exited" track event on the
 	// segments.audiences topic.
 	AudienceEvents bool `yaml:"audience_events"`
-	// BackfillRate bounds how many profiles per second one instance
-	// re-evaluates after the definitions changed (default 2000).
+	// BackfillRate bounds how many profiles per second each partition's
+	// task evaluates in a backfill, after the definitions changed or on the
+	// first start (default 2000).
 	BackfillRate int `yaml:"backfill_rate"`
 	// Definitions are the segments.
 	Definitions []SegmentSpec `yaml:"definitions"`
@@ -117,7 +118,7 @@ func (es Errors) Error() string {
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
 
-// DefaultBackfillRate is profiles per second per instance.
+// DefaultBackfillRate is profiles per second per partition.
 const DefaultBackfillRate = 2000
 
 // Compile checks and compiles spec against the feature definitions.
