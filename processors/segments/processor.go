@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -204,8 +205,9 @@ type task struct {
 
 // step is the work of one Process or OnTimer call.
 type step struct {
-	work  map[string]*State
-	sizes map[string]int64
+	work     map[string]*State
+	sizes    map[string]int64
+	affected []int // scratch
 }
 
 const backfillTimer = "backfill"
@@ -376,13 +378,17 @@ func (t *task) handle(ctx context.Context, tc *processing.TaskContext, st *step,
 func (t *task) apply(ctx context.Context, tc *processing.TaskContext, st *step, profile string, s *State, c *schemas.ProfileChange) error {
 	p := t.p
 	p.m.changes.WithLabelValues("applied").Inc()
+	evaluated := s.Defs == p.rules.ID // else this is its first evaluation: all segments
 	s.FVersion, s.Clock = c.Version, c.Time
 	if c.MergedInto != "" {
 		return t.mergedAway(ctx, tc, st, profile, s, c.MergedInto, c.TriggerMessageID)
 	}
+	// Only the segments that read something this change moved can flip.
+	affected := st.affected[:0]
 	for _, name := range p.rules.Features {
 		if fc, ok := c.Features[name]; ok {
 			s.Values[name] = fc.New
+			affected = append(affected, p.rules.Readers(name)...)
 		}
 	}
 	for _, name := range p.rules.Traits {
@@ -392,10 +398,27 @@ func (t *task) apply(ctx context.Context, tc *processing.TaskContext, st *step, 
 			} else {
 				s.Traits[name] = tr.New
 			}
+			affected = append(affected, p.rules.Readers("traits."+name)...)
 		}
 	}
+	st.affected = affected
 	s.Defs = p.rules.ID
-	return t.evaluate(ctx, tc, st, profile, s, "condition", c.TriggerMessageID, c.Version)
+	if !evaluated {
+		affected = nil
+	} else if len(affected) == 0 && !t.hasRemoved(s) {
+		return nil
+	}
+	return t.evaluateSome(ctx, tc, st, profile, s, "condition", c.TriggerMessageID, c.Version, affected)
+}
+
+// hasRemoved reports whether s is in a segment that is no longer defined.
+func (t *task) hasRemoved(s *State) bool {
+	for name := range s.Members {
+		if t.p.rules.Segment(name) == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // mergedAway exits every segment of a profile merged into survivor (the
@@ -493,12 +516,21 @@ func (p *Processor) env(s *State) map[string]any {
 
 // evaluate decides every segment for s and emits what flipped.
 func (t *task) evaluate(ctx context.Context, tc *processing.TaskContext, st *step, profile string, s *State, reason, trigger string, changeVersion int64) error {
+	return t.evaluateSome(ctx, tc, st, profile, s, reason, trigger, changeVersion, nil)
+}
+
+// evaluateSome decides the segments at the indexes only (nil: all) and
+// emits what flipped; members of removed segments exit.
+func (t *task) evaluateSome(ctx context.Context, tc *processing.TaskContext, st *step, profile string, s *State, reason, trigger string, changeVersion int64, only []int) error {
 	p := t.p
 	if s.Members == nil {
 		s.Members = map[string]Member{}
 	}
 	env := p.env(s)
-	for _, seg := range p.rules.Segments {
+	for i, seg := range p.rules.Segments {
+		if only != nil && !slices.Contains(only, i) {
+			continue
+		}
 		in, err := seg.Eval(env)
 		if err != nil {
 			p.m.evalErrs.WithLabelValues(seg.Name).Inc()

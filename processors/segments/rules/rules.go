@@ -93,7 +93,14 @@ type Set struct {
 	AudienceEvents bool
 	BackfillRate   int
 	byName         map[string]*Segment
+	// readers lists, per feature name and per "traits.NAME", the segments
+	// (by index) whose condition reads it.
+	readers map[string][]int
 }
+
+// Readers returns the indexes of the segments whose condition reads the
+// named feature (or "traits.NAME").
+func (s *Set) Readers(name string) []int { return s.readers[name] }
 
 // Segment returns the named segment, or nil.
 func (s *Set) Segment(name string) *Segment { return s.byName[name] }
@@ -194,6 +201,15 @@ func Compile(spec Spec, features *fdef.Set) (*Set, error) {
 	slices.Sort(set.Features)
 	slices.Sort(set.Traits)
 	set.ID = h.Sum32()
+	set.readers = map[string][]int{}
+	for i, seg := range set.Segments {
+		for _, f := range seg.Features {
+			set.readers[f] = append(set.readers[f], i)
+		}
+		for _, t := range seg.Traits {
+			set.readers["traits."+t] = append(set.readers["traits."+t], i)
+		}
+	}
 	return set, nil
 }
 
