@@ -68,7 +68,7 @@ processors:
 			name: "unknown top-level key",
 			yaml: valid + "segmnts: []\n",
 			line: 13, col: 1,
-			want: []string{`unknown key "segmnts" in the top level`, "known keys: identity, processors, topics, version"},
+			want: []string{`unknown key "segmnts" in the top level`, "known keys: identity, processors, recommend, topics, version"},
 		},
 		{
 			name: "unknown processor key",
@@ -480,5 +480,44 @@ func TestIdentitySectionProblems(t *testing.T) {
 	}
 	if tp.Identity.DedupWindow != "24h" || tp.Identity.Limits["user_id"] != 1 {
 		t.Errorf("default identity section = %+v", tp.Identity)
+	}
+}
+
+func TestRecommendSectionProblems(t *testing.T) {
+	base := "version: 1\ntopics:\n  - {name: a, partitions: 1, retention: 1d}\nprocessors:\n  - {name: p, inputs: [a]}\n"
+	for _, tc := range []struct {
+		name, yaml string
+		line       int
+		want       string
+	}{
+		{"bad refit interval", "recommend:\n  refit_interval: hourly\n", 7, "recommend.refit_interval"},
+		{"short session window", "recommend:\n  session_window: 5ms\n", 7, "at least 1s"},
+		{"negative k", "recommend:\n  k: -1\n", 7, "must not be negative"},
+		{"empty mix", "recommend:\n  mix: {repeat: 0, next: 0}\n", 7, "positive weight"},
+		{"typo", "recommend:\n  exclude_boght: true\n", 7, `did you mean "exclude_bought"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := topology.Parse([]byte(base+tc.yaml), "t.yaml")
+			var ve *topology.ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("Parse = %v, want a ValidationError", err)
+			}
+			found := false
+			for _, p := range ve.Problems {
+				if p.Line == tc.line && strings.Contains(p.Msg, tc.want) {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("no problem on line %d containing %q in:\n%v", tc.line, tc.want, err)
+			}
+		})
+	}
+	tp, err := topology.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := tp.Recommend; r.K != 10 || r.ExcludeBought || r.RefitInterval != "1h" {
+		t.Errorf("default recommend section = %+v", r)
 	}
 }
