@@ -17,6 +17,7 @@ import (
 	"github.com/streamcdp/streamcdp/internal/config"
 	"github.com/streamcdp/streamcdp/internal/processing"
 	"github.com/streamcdp/streamcdp/processors/identity"
+	"github.com/streamcdp/streamcdp/processors/recommend"
 	"github.com/streamcdp/streamcdp/topology"
 )
 
@@ -44,7 +45,8 @@ type built struct {
 
 // builders construct the processors that exist so far, by name.
 var builders = map[string]func(ctx context.Context, d runDeps) (built, error){
-	"identity": buildIdentity,
+	"identity":  buildIdentity,
+	"recommend": buildRecommend,
 }
 
 func newRunCmd() *cobra.Command {
@@ -197,6 +199,14 @@ func topologyFrom(file string) (*topology.Topology, error) {
 
 func buildIdentity(ctx context.Context, d runDeps) (built, error) {
 	p, cleanup, err := identity.Open(ctx, d.svc, d.topo.Identity, d.metrics, d.reg, d.log)
+	if err != nil {
+		return built{}, err
+	}
+	return built{proc: p, journal: p.Journal(), deadLetter: d.svc.Topic("events.dlq"), cleanup: cleanup}, nil
+}
+
+func buildRecommend(ctx context.Context, d runDeps) (built, error) {
+	p, cleanup, err := recommend.Open(ctx, d.svc, d.topo.Recommend, d.metrics, d.reg, d.log)
 	if err != nil {
 		return built{}, err
 	}
