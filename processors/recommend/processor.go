@@ -272,7 +272,7 @@ func (t *task) apply(ctx context.Context, tc *processing.TaskContext, hist *asso
 		snap = hist.Snapshot(pb.id, time.UnixMilli(latest))
 	}
 	hist.Forget(pb.id)
-	if err := t.refreshList(ctx, tc, snap, pb, latest, w); err != nil {
+	if err := t.refreshList(ctx, tc, snap, pb, latest, pb.events[len(pb.events)-1].msg, w); err != nil {
 		return err
 	}
 	if lastOrder != nil && sm != nil {
@@ -297,9 +297,10 @@ func (t *task) apply(ctx context.Context, tc *processing.TaskContext, hist *asso
 	return nil
 }
 
-// refreshList computes the profile's list at its latest event and emits it
-// when it differs from the stored one.
-func (t *task) refreshList(ctx context.Context, tc *processing.TaskContext, snap assoc.Snapshot, pb *profileBatch, latest int64, w *writes) error {
+// refreshList computes the profile's list at its latest event (time
+// latest, message trigger) and emits it when it differs from the stored
+// one.
+func (t *task) refreshList(ctx context.Context, tc *processing.TaskContext, snap assoc.Snapshot, pb *profileBatch, latest int64, trigger string, w *writes) error {
 	p := t.p
 	o := p.cfg.Options
 	o.Context = pb.sess.items(latest, p.cfg.SessionWindow)
@@ -321,7 +322,7 @@ func (t *task) refreshList(ctx context.Context, tc *processing.TaskContext, snap
 	if pb.list != nil && sameItems(pb.list.Items, items) {
 		return nil
 	}
-	l := &List{ProfileID: pb.id, Version: 1, Model: model, Time: time.UnixMilli(latest).UTC(), TriggerMessageID: lastMessage(pb), Items: items}
+	l := &List{ProfileID: pb.id, Version: 1, Model: model, Time: time.UnixMilli(latest).UTC(), TriggerMessageID: trigger, Items: items}
 	if pb.list != nil {
 		l.Version = pb.list.Version + 1
 	}
@@ -333,8 +334,6 @@ func (t *task) refreshList(ctx context.Context, tc *processing.TaskContext, snap
 	p.m.listChanges.Inc()
 	return w.setJSON(t.kList, pb.id, l)
 }
-
-func lastMessage(pb *profileBatch) string { return pb.events[len(pb.events)-1].msg }
 
 // emitScores stores and emits sc as the profile's next scores unless they
 // are the same as old.
@@ -356,8 +355,8 @@ func (t *task) emitScores(ctx context.Context, tc *processing.TaskContext, profi
 	return w.setJSON(t.kScores, profile, &sc)
 }
 
-// OnTimer implements processing.TimerHandler: the tick rescoring after a
-// refit, a chunk of profiles per firing.
+// OnTimer implements processing.TimerHandler: the tick that refreshes and
+// rescores the partition's profiles after a refit, a chunk per firing.
 func (t *task) OnTimer(ctx context.Context, tc *processing.TaskContext, due []processing.Timer) error {
 	for _, d := range due {
 		if d.Key == timerTick {
@@ -367,64 +366,61 @@ func (t *task) OnTimer(ctx context.Context, tc *processing.TaskContext, due []pr
 	return nil
 }
 
-// tick rescores the next chunk of the partition's profiles when the
-// instance has a fit the partition was not rescored with, and re-arms.
+// tick runs the next chunk of the sweep over the partition's profiles when
+// the instance has a generation the partition was not swept with, and
+// re-arms: every profile with a list gets it refreshed with the latest
+// associations (as of its latest event, so only the model's change shows),
+// and every buyer is rescored with the latest fit as of the fit's time.
+// The sweep's progress (generation, HSCAN cursor) is journaled with the
+// chunk's effects, so a crash resumes it where the journal says.
 func (t *task) tick(ctx context.Context, tc *processing.TaskContext) error {
 	p := t.p
 	next := p.now().Add(p.cfg.TickInterval)
 	defer func() { tc.SetTimer(timerTick, next) }()
 	t.armed = true
-	sm := p.shared.Scores()
-	if sm == nil {
+	g := p.shared.Generation()
+	if g == nil {
 		return nil
 	}
 	st, err := p.rdb.HMGet(ctx, t.kSweep, "id", "cursor", "done").Result()
 	if err != nil {
-		return processing.Transient(fmt.Errorf("reading the rescoring state of %s: %w", t.tp, err))
+		return processing.Transient(fmt.Errorf("reading the sweep state of %s: %w", t.tp, err))
 	}
 	id, _ := st[0].(string)
 	cursorS, _ := st[1].(string)
 	done, _ := st[2].(string)
-	if id == sm.ID && done == "1" {
+	if id == g.ID && done == "1" {
 		return nil
 	}
 	var cursor uint64
-	if id == sm.ID {
+	if id == g.ID {
 		cursor, _ = strconv.ParseUint(cursorS, 10, 64)
 	}
-	kv, nextCursor, err := p.rdb.HScan(ctx, t.kHistory, cursor, "", int64(p.cfg.SweepChunk)).Result()
+	kv, nextCursor, err := p.rdb.HScan(ctx, t.kList, cursor, "", int64(p.cfg.SweepChunk)).Result()
 	if err != nil {
 		return processing.Transient(fmt.Errorf("scanning the profiles of %s: %w", t.tp, err))
 	}
+	// HSCAN may return a field twice; once is enough.
+	var batch []*profileBatch
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		if !seen[kv[i]] {
+			seen[kv[i]] = true
+			batch = append(batch, &profileBatch{id: kv[i]})
+		}
+	}
 	w := newWrites()
-	if len(kv) > 0 {
-		ids := make([]string, 0, len(kv)/2)
-		for i := 0; i+1 < len(kv); i += 2 {
-			ids = append(ids, kv[i])
+	if len(batch) > 0 {
+		if err := t.load(ctx, batch); err != nil {
+			return err
 		}
-		olds, err := p.rdb.HMGet(ctx, t.kScores, ids...).Result()
-		if err != nil {
-			return processing.Transient(fmt.Errorf("reading the scores of %s: %w", t.tp, err))
-		}
-		for i, id := range ids {
-			var ps profileState
-			if err := unmarshal([]byte(kv[2*i+1]), "history of "+id, &ps); err != nil {
-				return err
-			}
-			var old *Scores
-			if s, ok := olds[i].(string); ok {
-				old = new(Scores)
-				if err := unmarshal([]byte(s), "scores of "+id, old); err != nil {
-					return err
-				}
-			}
-			sc := sm.score(ps.Summary, sm.asOfMs)
-			sc.Cause = CauseRefit
-			if err := t.emitScores(ctx, tc, id, old, sc, w); err != nil {
+		hist := assoc.NewHistory(p.cfg.History)
+		for _, pb := range batch {
+			if err := t.sweepProfile(ctx, tc, g, hist, pb, w); err != nil {
 				return err
 			}
 		}
-		p.m.swept.Add(float64(len(ids)))
+		p.m.swept.Add(float64(len(batch)))
 	}
 	doneNow := "0"
 	if nextCursor == 0 {
@@ -433,8 +429,31 @@ func (t *task) tick(ctx context.Context, tc *processing.TaskContext) error {
 		next = p.now() // the next chunk at the next poll
 	}
 	w.flush(tc, t)
-	tc.Write("HSET", t.kSweep, "id", sm.ID, "cursor", strconv.FormatUint(nextCursor, 10), "done", doneNow)
+	tc.Write("HSET", t.kSweep, "id", g.ID, "cursor", strconv.FormatUint(nextCursor, 10), "done", doneNow)
 	return nil
+}
+
+// sweepProfile refreshes one profile's list and rescores it with g.
+func (t *task) sweepProfile(ctx context.Context, tc *processing.TaskContext, g *Generation, hist *assoc.History, pb *profileBatch, w *writes) error {
+	if pb.list == nil {
+		return nil // deleted since the scan
+	}
+	latest := pb.list.Time.UnixMilli()
+	var snap assoc.Snapshot
+	if pb.state != nil {
+		hist.Import(pb.id, pb.state.History)
+		snap = hist.Snapshot(pb.id, pb.list.Time)
+		hist.Forget(pb.id)
+	}
+	if err := t.refreshList(ctx, tc, snap, pb, latest, "", w); err != nil {
+		return err
+	}
+	if pb.state == nil || g.Scores == nil {
+		return nil
+	}
+	sc := g.Scores.score(pb.state.Summary, g.Scores.asOfMs)
+	sc.Cause = CauseRefit
+	return t.emitScores(ctx, tc, pb.id, pb.scores, sc, w)
 }
 
 // writes collects a step's hash writes, so that each key gets a few large

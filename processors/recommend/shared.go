@@ -33,9 +33,22 @@ type Shared struct {
 	clock  int64 // the latest order's event time applied (Unix ms)
 	base   *sample
 
-	scores    atomic.Pointer[ScoreModel]
-	fitOrders int64 // orders applied at the last fit attempt
+	gen       atomic.Pointer[Generation]
+	fitOrders int64 // orders applied at the last refit
 	fitAt     time.Time
+}
+
+// Generation is one refit of an instance: the orders the associations had
+// learned then, and the score models fitted (the previous ones when this
+// fit failed, nil before any succeeded). Every task refreshes all its lists
+// and rescores all its buyers once per generation, so that lists computed
+// while the associations knew little, and scores whose customers have aged,
+// catch up without waiting for the profile's next event.
+type Generation struct {
+	// ID names the generation (orders learned, score models).
+	ID     string
+	Orders int64
+	Scores *ScoreModel
 }
 
 // NewShared returns an empty shared state.
@@ -91,8 +104,16 @@ func (s *Shared) Recommend(snap assoc.Snapshot, o assoc.Options) ([]assoc.Rec, s
 
 func modelName(orders int64) string { return "assoc@" + strconv.FormatInt(orders, 10) }
 
-// Scores returns the latest fit, nil before the first.
-func (s *Shared) Scores() *ScoreModel { return s.scores.Load() }
+// Scores returns the latest score models, nil before the first fit.
+func (s *Shared) Scores() *ScoreModel {
+	if g := s.gen.Load(); g != nil {
+		return g.Scores
+	}
+	return nil
+}
+
+// Generation returns the latest refit, nil before the first.
+func (s *Shared) Generation() *Generation { return s.gen.Load() }
 
 // Stats returns the associations' size and the orders applied.
 func (s *Shared) Stats() (assoc.Stats, int64) {
@@ -101,9 +122,10 @@ func (s *Shared) Stats() (assoc.Stats, int64) {
 	return s.model.Stats(), s.orders
 }
 
-// Refit fits the score models again when orders arrived since the last
-// attempt. It runs outside the lock on a copy of the sample.
-func (s *Shared) Refit() (*ScoreModel, error) {
+// Refit starts a new generation when orders arrived since the last one:
+// it fits the score models again (outside the lock, on a copy of the
+// sample) and keeps the previous ones when the fit fails.
+func (s *Shared) Refit() (*Generation, error) {
 	s.mu.RLock()
 	orders, clock := s.orders, s.clock
 	if orders == s.fitOrders {
@@ -113,34 +135,40 @@ func (s *Shared) Refit() (*ScoreModel, error) {
 	base := s.base.summaries()
 	s.mu.RUnlock()
 	s.fitOrders, s.fitAt = orders, time.Now()
+	prev := s.Scores()
 	start := time.Now()
-	sm, err := fitScores(base, clock, s.scores.Load(), s.cfg)
+	sm, err := fitScores(base, clock, prev, s.cfg)
 	s.m.fitDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		s.m.fits.WithLabelValues("skipped").Inc()
-		return nil, err
+		sm = prev
+	} else {
+		s.m.fits.WithLabelValues("fitted").Inc()
+		s.m.fitCustomers.Set(float64(sm.Customers))
 	}
-	s.m.fits.WithLabelValues("fitted").Inc()
-	s.m.fitCustomers.Set(float64(sm.Customers))
-	s.scores.Store(sm)
-	return sm, nil
+	g := &Generation{ID: "orders=" + strconv.FormatInt(orders, 10), Orders: orders, Scores: sm}
+	if sm != nil {
+		g.ID += " " + sm.ID
+	}
+	s.gen.Store(g)
+	return g, err
 }
 
-// refitLoop fits the score models every RefitInterval while orders keep
-// coming, and retries every few seconds until a first fit succeeds (a new
+// refitLoop starts a generation every RefitInterval while orders keep
+// coming, and every few seconds until a first score fit succeeds (a new
 // store has too few customers at first).
 func (s *Shared) refitLoop(ctx context.Context) {
-	retry := min(s.cfg.RefitInterval, 5*time.Second)
-	t := time.NewTicker(retry)
+	t := time.NewTicker(min(s.cfg.RefitInterval, 5*time.Second))
 	defer t.Stop()
 	for {
-		if s.scores.Load() == nil || time.Since(s.fitAt) >= s.cfg.RefitInterval {
-			sm, err := s.Refit()
+		if s.Scores() == nil || time.Since(s.fitAt) >= s.cfg.RefitInterval {
+			g, err := s.Refit()
 			switch {
 			case err != nil:
 				s.log.Debug("score models not fitted", zap.Error(err))
-			case sm != nil:
-				f := []zap.Field{zap.String("model", sm.ID), zap.Int("customers", sm.Customers)}
+			case g != nil && g.Scores != nil:
+				sm := g.Scores
+				f := []zap.Field{zap.String("generation", g.ID), zap.Int("customers", sm.Customers)}
 				if sm.BGNBD != nil {
 					f = append(f, zap.Any("bgnbd", *sm.BGNBD))
 				}

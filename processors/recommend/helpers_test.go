@@ -1,0 +1,327 @@
+package recommend
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/streamcdp/streamcdp/internal/generate"
+	"github.com/streamcdp/streamcdp/internal/processing"
+	"github.com/streamcdp/streamcdp/internal/testkit"
+	"github.com/streamcdp/streamcdp/schemas"
+)
+
+// stage is one test's recommend pipeline: its topics, and the processors
+// running on them.
+type stage struct {
+	env    *testkit.Env
+	topics Topics
+	group  string
+	serde  *schemas.Serde
+}
+
+func newStage(t testing.TB, inputPartitions int32) *stage {
+	env := testkit.New(t)
+	env.Redis(t) // the state's keys go when the test ends
+	s := &stage{env: env, group: env.Services.TopicPrefix + "-recommend", serde: schemas.NewSerde(env.Registry(t))}
+	s.topics = Topics{
+		Input:           env.Topic(t, "events.resolved", inputPartitions),
+		Recommendations: env.Topic(t, "recommendations", 3),
+		Scores:          env.Topic(t, "profiles.scores", 3),
+		Orders:          env.Topic(t, "recommend.orders", 3),
+		DLQ:             env.Topic(t, "events.dlq", 1),
+	}
+	return s
+}
+
+// testConfig refits every second and looks for refits five times a second,
+// so tests see scores without waiting for the production schedule.
+func testConfig() Config {
+	c := DefaultConfig()
+	c.RefitInterval, c.TickInterval, c.MinFitCustomers = time.Second, 200*time.Millisecond, 10
+	return c
+}
+
+// resolvedRecords turns generated traffic into resolved events keyed by a
+// stand-in profile id (the user id, else the anonymous id: identity
+// resolution is not what these tests are about), encoded for the stage's
+// input in generation order.
+func (s *stage) resolvedRecords(t testing.TB, cfg generate.Config) ([]*kgo.Record, []schemas.ResolvedEvent) {
+	t.Helper()
+	ctx := testkit.Context(t)
+	var evs []schemas.ResolvedEvent
+	_, err := generate.Generate(ctx, cfg, generate.SinkFunc(func(_ context.Context, line []byte) error {
+		ev, err := schemas.ParseJSON(line)
+		if err != nil {
+			return err
+		}
+		p := ev.UserID
+		if p == "" {
+			p = ev.AnonymousID
+		}
+		evs = append(evs, schemas.ResolvedEvent{ProfileID: p, Timestamp: ev.EventTime(time.Time{}), Event: ev})
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.encode(t, evs), evs
+}
+
+func (s *stage) encode(t testing.TB, evs []schemas.ResolvedEvent) []*kgo.Record {
+	t.Helper()
+	ctx := testkit.Context(t)
+	recs := make([]*kgo.Record, len(evs))
+	for i := range evs {
+		v, err := s.serde.EncodeResolved(ctx, s.topics.Input, &evs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs[i] = &kgo.Record{Topic: s.topics.Input, Key: []byte(evs[i].ProfileID), Value: v}
+	}
+	return recs
+}
+
+// write produces records in order (one producer: per-partition order is
+// the slice's).
+func (s *stage) write(t testing.TB, recs []*kgo.Record) {
+	t.Helper()
+	cl := s.env.Kafka(t, kgo.ProducerLinger(5*time.Millisecond))
+	if err := cl.ProduceSync(testkit.Context(t), recs...).FirstErr(); err != nil {
+		t.Fatalf("producing %d records: %v", len(recs), err)
+	}
+}
+
+// start runs n processors (each its own Processor, Shared state and group
+// member, like n processes) until the returned stop is called.
+func (s *stage) start(t testing.TB, n int, cfg Config) (procs []*Processor, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := range n {
+		m := processing.NewMetrics(nil)
+		p, closeFn, err := OpenWith(testkit.Context(t), s.env.Services, cfg, s.topics, m, nil, zap.NewNop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := processing.New(processing.Config{Name: processorName, Brokers: s.env.Services.KafkaBrokers, Group: s.group,
+			Inputs: []string{s.topics.Input}, InstanceID: fmt.Sprintf("%s-%d", s.env.ID, i), Metrics: m, MaxBackoff: 200 * time.Millisecond,
+			Journal: p.Journal(), DeadLetterTopic: s.topics.DLQ}, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		procs = append(procs, p)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer closeFn()
+			if err := r.Run(ctx); err != nil {
+				t.Errorf("runner %d: %v", i, err)
+			}
+		}()
+	}
+	return procs, func() { cancel(); wg.Wait() }
+}
+
+// waitConsumed waits until the group has committed the end of the input.
+func (s *stage) waitConsumed(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	adm := s.env.Admin(t)
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ends, err := adm.ListEndOffsets(ctx, s.topics.Input)
+		committed, cerr := adm.FetchOffsets(ctx, s.group)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := cerr == nil
+		ends.Each(func(o kadm.ListedOffset) {
+			c, ok := committed.Lookup(o.Topic, o.Partition)
+			if !ok || c.At < o.Offset {
+				done = false
+			}
+		})
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the recommend group did not consume %s within %s", s.topics.Input, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// committedTotal is how many input records the group has committed.
+func (s *stage) committedTotal(t testing.TB, adm *kadm.Client) int64 {
+	t.Helper()
+	committed, err := adm.FetchOffsets(testkit.Context(t), s.group)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	committed.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == s.topics.Input && o.At > 0 {
+			n += o.At
+		}
+	})
+	return n
+}
+
+// readAll reads a topic with read_committed to its end (everything is
+// written when it is called: the end is when polls come back empty).
+func (s *stage) readAll(t testing.TB, topic string) []*kgo.Record {
+	t.Helper()
+	ctx := testkit.Context(t)
+	cl := s.env.Kafka(t, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
+	var out []*kgo.Record
+	for idle := 0; idle < 3; {
+		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		fs := cl.PollFetches(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			t.Fatalf("reading %s: %v", topic, ctx.Err())
+		}
+		n := 0
+		fs.EachRecord(func(r *kgo.Record) { out = append(out, r); n++ })
+		if n == 0 {
+			idle++
+		} else {
+			idle = 0
+		}
+	}
+	return out
+}
+
+// lists decodes the recommendations topic: every record per profile, in
+// topic order.
+func (s *stage) lists(t testing.TB) map[string][]List {
+	t.Helper()
+	ctx := testkit.Context(t)
+	out := map[string][]List{}
+	for _, rec := range s.readAll(t, s.topics.Recommendations) {
+		n, err := s.serde.DecodeNative(ctx, rec.Value, "")
+		if err != nil {
+			t.Fatalf("decoding a recommendation: %v", err)
+		}
+		m := n.(map[string]any)
+		l := List{ProfileID: m["profile_id"].(string), Version: m["version"].(int64), Model: m["model"].(string), Time: m["time"].(time.Time).UTC()}
+		if tr, ok := m["trigger_message_id"].(map[string]any); ok {
+			l.TriggerMessageID = tr["string"].(string)
+		}
+		for _, it := range m["items"].([]any) {
+			im := it.(map[string]any)
+			l.Items = append(l.Items, Item{ProductID: im["product_id"].(string), Score: im["score"].(float64), Reason: im["reason"].(map[string]any)["string"].(string)})
+		}
+		if string(rec.Key) != l.ProfileID {
+			t.Fatalf("recommendation keyed %q carries profile %q", rec.Key, l.ProfileID)
+		}
+		out[l.ProfileID] = append(out[l.ProfileID], l)
+	}
+	return out
+}
+
+// scoreRecords decodes the scores topic: every record per profile, in
+// topic order.
+func (s *stage) scoreRecords(t testing.TB) map[string][]Scores {
+	t.Helper()
+	ctx := testkit.Context(t)
+	out := map[string][]Scores{}
+	for _, rec := range s.readAll(t, s.topics.Scores) {
+		n, err := s.serde.DecodeNative(ctx, rec.Value, "")
+		if err != nil {
+			t.Fatalf("decoding scores: %v", err)
+		}
+		m := n.(map[string]any)
+		opt := func(k string) *float64 {
+			if u, ok := m[k].(map[string]any); ok {
+				v := u["double"].(float64)
+				return &v
+			}
+			return nil
+		}
+		sc := Scores{ProfileID: m["profile_id"].(string), Version: m["version"].(int64), Time: m["time"].(time.Time).UTC(),
+			Cause: m["cause"].(string), Model: m["model"].(string), Orders: m["orders"].(int64), Revenue: m["revenue"].(float64),
+			FirstOrder: m["first_order"].(time.Time).UTC(), LastOrder: m["last_order"].(time.Time).UTC(), RecencyDays: m["recency_days"].(float64),
+			R: int(m["r"].(int32)), F: int(m["f"].(int32)), M: int(m["m"].(int32)), RFMSegment: m["rfm_segment"].(string),
+			ExpectedOrders: opt("expected_orders"), CLV: opt("clv"), PAlive: opt("p_alive"), ChurnRisk: opt("churn_risk"),
+			HorizonDays: int(m["horizon_days"].(int32)), ChurnDays: int(m["churn_days"].(int32))}
+		out[sc.ProfileID] = append(out[sc.ProfileID], sc)
+	}
+	return out
+}
+
+// orderRecords decodes the orders changelog per profile, in topic order.
+func (s *stage) orderRecords(t testing.TB) map[string][]orderRecord {
+	t.Helper()
+	out := map[string][]orderRecord{}
+	for _, rec := range s.readAll(t, s.topics.Orders) {
+		var o orderRecord
+		if err := unmarshal(rec.Value, "order", &o); err != nil {
+			t.Fatal(err)
+		}
+		out[o.Profile] = append(out[o.Profile], o)
+	}
+	return out
+}
+
+// hashes returns every field of the stage's state hash suffix over all
+// input partitions: profile -> stored JSON.
+func (s *stage) hashes(t testing.TB, suffix string, partitions int32) map[string]string {
+	t.Helper()
+	rdb := s.env.Redis(t)
+	out := map[string]string{}
+	for p := range partitions {
+		m, err := rdb.HGetAll(testkit.Context(t), slotKey(s.env.Services.TopicPrefix+":", s.topics.Input, p, suffix)).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range m {
+			if _, dup := out[k]; dup {
+				t.Fatalf("profile %s has state in two partitions", k)
+			}
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// reader is the stage's read API.
+func (s *stage) reader(t testing.TB, partitions int) *Reader {
+	return NewReader(s.env.Redis(t), s.env.Services.TopicPrefix+":", s.topics.Input, partitions)
+}
+
+// checkVersions checks that each profile's records carry versions 1..n,
+// each once and in order: no output lost or repeated.
+func checkVersions[T any](t testing.TB, what string, recs map[string][]T, version func(T) int64) {
+	t.Helper()
+	bad := 0
+	for p, rs := range recs {
+		vs := make([]int64, len(rs))
+		for i, r := range rs {
+			vs[i] = version(r)
+		}
+		want := make([]int64, len(rs))
+		for i := range want {
+			want[i] = int64(i + 1)
+		}
+		if !slices.Equal(vs, want) {
+			bad++
+			if bad <= 5 {
+				t.Errorf("%s of %s: versions %v, want 1..%d in order", what, p, vs, len(rs))
+			}
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%s: %d of %d profiles with lost, repeated or reordered versions", what, bad, len(recs))
+	}
+}
