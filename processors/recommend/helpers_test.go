@@ -93,10 +93,17 @@ func (s *stage) encode(t testing.TB, evs []schemas.ResolvedEvent) []*kgo.Record 
 // the slice's).
 func (s *stage) write(t testing.TB, recs []*kgo.Record) {
 	t.Helper()
-	cl := s.env.Kafka(t, kgo.ProducerLinger(5*time.Millisecond))
-	if err := cl.ProduceSync(testkit.Context(t), recs...).FirstErr(); err != nil {
-		t.Fatalf("producing %d records: %v", len(recs), err)
+	if err := s.writeWith(testkit.Context(t), s.env.Kafka(t, kgo.ProducerLinger(5*time.Millisecond)), recs); err != nil {
+		t.Fatal(err)
 	}
+}
+
+// writeWith is write for other goroutines than the test's, with cl.
+func (s *stage) writeWith(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		return fmt.Errorf("producing %d records: %w", len(recs), err)
+	}
+	return nil
 }
 
 // start runs n processors (each its own Processor, Shared state and group

@@ -40,6 +40,39 @@ func newTruth(evs []schemas.ResolvedEvent) truthOf {
 	return tr
 }
 
+// waitSettled waits until every profile that viewed or bought has a full
+// list and every buyer scores exactly its orders: scores need a fit and a
+// sweep, and lists computed while the associations were still learning
+// (a backlog processed from scratch) are completed by a sweep too.
+func (s *stage) waitSettled(t testing.TB, tr truthOf, rd *Reader, timeout time.Duration) {
+	t.Helper()
+	ctx := testkit.Context(t)
+	deadline := time.Now().Add(timeout)
+	for {
+		missing := 0
+		for p := range tr.touched {
+			l, err := rd.Recommendations(ctx, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc, err := rd.Scores(ctx, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l == nil || len(l.Items) < 10 || len(tr.orders[p]) > 0 && (sc == nil || sc.Orders != int64(len(tr.orders[p]))) {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d profiles have no full list or no up-to-date scores %s after the input was consumed", missing, len(tr.touched), timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // TestPipeline runs generated traffic through Kafka, two concurrent
 // processors and Redis, and checks every output against the input: the
 // orders changelog holds each order once with the profile's previous
@@ -70,30 +103,7 @@ func TestPipeline(t *testing.T) {
 	s.waitConsumed(t, 2*time.Minute)
 	rd := s.reader(t, partitions)
 	ctx := testkit.Context(t)
-	// Scores need a fit, then a sweep; lists computed while the
-	// associations were still learning are completed by a sweep too. Wait
-	// for both.
-	deadline := time.Now().Add(time.Minute)
-	for missing := -1; missing != 0; {
-		missing = 0
-		for p := range tr.touched {
-			l, err := rd.Recommendations(ctx, p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sc, err := rd.Scores(ctx, p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if l == nil || len(l.Items) < 10 || len(tr.orders[p]) > 0 && (sc == nil || sc.Orders != int64(len(tr.orders[p]))) {
-				missing++
-			}
-		}
-		if missing > 0 && time.Now().After(deadline) {
-			t.Fatalf("%d of %d profiles have no full list or no up-to-date scores a minute after the input was consumed", missing, len(tr.touched))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	s.waitSettled(t, tr, rd, time.Minute)
 	for _, p := range procs {
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 			if _, n := p.Shared().Stats(); n == int64(tr.total) {
