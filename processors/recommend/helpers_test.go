@@ -25,6 +25,8 @@ type stage struct {
 	topics Topics
 	group  string
 	serde  *schemas.Serde
+	// maxPoll overrides the runner's MaxPollRecords (0: its default).
+	maxPoll int
 }
 
 func newStage(t testing.TB, inputPartitions int32) *stage {
@@ -120,7 +122,7 @@ func (s *stage) start(t testing.TB, n int, cfg Config) (procs []*Processor, stop
 		}
 		r, err := processing.New(processing.Config{Name: processorName, Brokers: s.env.Services.KafkaBrokers, Group: s.group,
 			Inputs: []string{s.topics.Input}, InstanceID: fmt.Sprintf("%s-%d", s.env.ID, i), Metrics: m, MaxBackoff: 200 * time.Millisecond,
-			Journal: p.Journal(), DeadLetterTopic: s.topics.DLQ}, p)
+			Journal: p.Journal(), DeadLetterTopic: s.topics.DLQ, MaxPollRecords: s.maxPoll}, p)
 		if err != nil {
 			t.Fatal(err)
 		}

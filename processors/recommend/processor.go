@@ -92,7 +92,8 @@ func (p *Processor) Check(ctx context.Context) error {
 // NewTask implements processing.Processor.
 func (p *Processor) NewTask(tp processing.TopicPartition) (processing.Task, error) {
 	k := func(s string) string { return slotKey(p.prefix, tp.Topic, tp.Partition, s) }
-	return &task{p: p, tp: tp, kHistory: k(keyHistory), kViews: k(keyViews), kList: k(keyList), kScores: k(keyScores), kSweep: k(keySweep)}, nil
+	return &task{p: p, tp: tp, kHistory: k(keyHistory), kViews: k(keyViews), kList: k(keyList), kDigest: k(keyDigest),
+		kScores: k(keyScores), kSweep: k(keySweep)}, nil
 }
 
 // timerTick is each task's periodic timer: rescoring after a refit.
@@ -103,10 +104,10 @@ const timerTick = "tick"
 // state of the profiles it touches from Redis, so a task reopened after an
 // abort starts from exactly what the journal applied.
 type task struct {
-	p                                        *Processor
-	tp                                       processing.TopicPartition
-	kHistory, kViews, kList, kScores, kSweep string
-	armed                                    bool
+	p                                                 *Processor
+	tp                                                processing.TopicPartition
+	kHistory, kViews, kList, kDigest, kScores, kSweep string
+	armed                                             bool
 }
 
 func (t *task) Open(context.Context, *processing.TaskContext) error { return nil }
@@ -125,8 +126,9 @@ type profileBatch struct {
 	events []event
 	state  *profileState // nil: never ordered
 	sess   session
-	list   *List
-	scores *Scores
+	list   *listDigest // nil: no list yet
+	scores *Scores     // read only for profiles that ordered
+	orders bool        // the batch holds an order of the profile
 
 	stateDirty, sessDirty bool
 }
@@ -163,11 +165,12 @@ func (t *task) Process(ctx context.Context, tc *processing.TaskContext, recs []*
 			batch = append(batch, pb)
 		}
 		pb.events = append(pb.events, event{msg: re.Event.MessageID, at: re.Timestamp.UnixMilli(), act: a})
+		pb.orders = pb.orders || a.kind == ordered
 	}
 	if len(batch) == 0 {
 		return nil
 	}
-	if err := t.load(ctx, batch); err != nil {
+	if err := t.load(ctx, batch, false); err != nil {
 		return err
 	}
 	hist := assoc.NewHistory(p.cfg.History)
@@ -182,44 +185,54 @@ func (t *task) Process(ctx context.Context, tc *processing.TaskContext, recs []*
 	return nil
 }
 
-// load reads the state of the batch's profiles: four hash reads in one
-// round trip.
-func (t *task) load(ctx context.Context, batch []*profileBatch) error {
+// load reads the state of the batch's profiles, and the scores of those
+// that ordered (allScores: of all): four hash reads in one round trip.
+func (t *task) load(ctx context.Context, batch []*profileBatch, allScores bool) error {
 	ids := make([]string, len(batch))
+	var buyers []string
 	for i, pb := range batch {
 		ids[i] = pb.id
+		if allScores || pb.orders {
+			buyers = append(buyers, pb.id)
+		}
 	}
 	pipe := t.p.rdb.Pipeline()
-	cmds := []*redis.SliceCmd{
-		pipe.HMGet(ctx, t.kHistory, ids...), pipe.HMGet(ctx, t.kViews, ids...),
-		pipe.HMGet(ctx, t.kList, ids...), pipe.HMGet(ctx, t.kScores, ids...),
+	hist, views, digests := pipe.HMGet(ctx, t.kHistory, ids...), pipe.HMGet(ctx, t.kViews, ids...), pipe.HMGet(ctx, t.kDigest, ids...)
+	var scores *redis.SliceCmd
+	if len(buyers) > 0 {
+		scores = pipe.HMGet(ctx, t.kScores, buyers...)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return processing.Transient(fmt.Errorf("reading the state of %d profiles of %s: %w", len(ids), t.tp, err))
 	}
+	b := 0
 	for i, pb := range batch {
-		if s, ok := cmds[0].Val()[i].(string); ok {
+		if s, ok := hist.Val()[i].(string); ok {
 			pb.state = new(profileState)
 			if err := unmarshal([]byte(s), "history of "+pb.id, pb.state); err != nil {
 				return err
 			}
 		}
-		if s, ok := cmds[1].Val()[i].(string); ok {
+		if s, ok := views.Val()[i].(string); ok {
 			if err := unmarshal([]byte(s), "session of "+pb.id, &pb.sess); err != nil {
 				return err
 			}
 		}
-		if s, ok := cmds[2].Val()[i].(string); ok {
-			pb.list = new(List)
-			if err := unmarshal([]byte(s), "list of "+pb.id, pb.list); err != nil {
-				return err
+		if s, ok := digests.Val()[i].(string); ok {
+			d, err := parseDigest(s)
+			if err != nil {
+				return fmt.Errorf("stored list of %s: %w", pb.id, err)
 			}
+			pb.list = &d
 		}
-		if s, ok := cmds[3].Val()[i].(string); ok {
-			pb.scores = new(Scores)
-			if err := unmarshal([]byte(s), "scores of "+pb.id, pb.scores); err != nil {
-				return err
+		if b < len(buyers) && buyers[b] == pb.id {
+			if s, ok := scores.Val()[b].(string); ok {
+				pb.scores = new(Scores)
+				if err := unmarshal([]byte(s), "scores of "+pb.id, pb.scores); err != nil {
+					return err
+				}
 			}
+			b++
 		}
 	}
 	return nil
@@ -319,19 +332,21 @@ func (t *task) refreshList(ctx context.Context, tc *processing.TaskContext, snap
 		}
 		items[i] = Item{ProductID: r.Item, Score: r.Score, Reason: reason}
 	}
-	if pb.list != nil && sameItems(pb.list.Items, items) {
-		return nil
-	}
-	l := &List{ProfileID: pb.id, Version: 1, Model: model, Time: time.UnixMilli(latest).UTC(), TriggerMessageID: trigger, Items: items}
+	d := listDigest{version: 1, at: latest, hash: itemsHash(items)}
 	if pb.list != nil {
-		l.Version = pb.list.Version + 1
+		if pb.list.hash == d.hash {
+			return nil
+		}
+		d.version = pb.list.version + 1
 	}
+	l := &List{ProfileID: pb.id, Version: d.version, Model: model, Time: time.UnixMilli(latest).UTC(), TriggerMessageID: trigger, Items: items}
 	v, err := p.serde.EncodeNative(ctx, p.topics.Recommendations, schemas.RecommendationSchema, l.native())
 	if err != nil {
 		return processing.Transient(fmt.Errorf("encoding the recommendations of %s: %w", pb.id, err))
 	}
 	tc.Emit(&kgo.Record{Topic: p.topics.Recommendations, Key: []byte(pb.id), Value: v, Timestamp: l.Time})
 	p.m.listChanges.Inc()
+	w.set[t.kDigest] = append(w.set[t.kDigest], pb.id, d.String())
 	return w.setJSON(t.kList, pb.id, l)
 }
 
@@ -396,7 +411,7 @@ func (t *task) tick(ctx context.Context, tc *processing.TaskContext) error {
 	if id == g.ID {
 		cursor, _ = strconv.ParseUint(cursorS, 10, 64)
 	}
-	kv, nextCursor, err := p.rdb.HScan(ctx, t.kList, cursor, "", int64(p.cfg.SweepChunk)).Result()
+	kv, nextCursor, err := p.rdb.HScan(ctx, t.kDigest, cursor, "", int64(p.cfg.SweepChunk)).Result()
 	if err != nil {
 		return processing.Transient(fmt.Errorf("scanning the profiles of %s: %w", t.tp, err))
 	}
@@ -411,7 +426,7 @@ func (t *task) tick(ctx context.Context, tc *processing.TaskContext) error {
 	}
 	w := newWrites()
 	if len(batch) > 0 {
-		if err := t.load(ctx, batch); err != nil {
+		if err := t.load(ctx, batch, true); err != nil {
 			return err
 		}
 		hist := assoc.NewHistory(p.cfg.History)
@@ -438,11 +453,11 @@ func (t *task) sweepProfile(ctx context.Context, tc *processing.TaskContext, g *
 	if pb.list == nil {
 		return nil // deleted since the scan
 	}
-	latest := pb.list.Time.UnixMilli()
+	latest := pb.list.at
 	var snap assoc.Snapshot
 	if pb.state != nil {
 		hist.Import(pb.id, pb.state.History)
-		snap = hist.Snapshot(pb.id, pb.list.Time)
+		snap = hist.Snapshot(pb.id, time.UnixMilli(latest))
 		hist.Forget(pb.id)
 	}
 	if err := t.refreshList(ctx, tc, snap, pb, latest, "", w); err != nil {
@@ -481,7 +496,7 @@ func (w *writes) del(key, field string) { w.dels[key] = append(w.dels[key], fiel
 const maxArgs = 1000
 
 func (w *writes) flush(tc *processing.TaskContext, t *task) {
-	for _, key := range []string{t.kHistory, t.kViews, t.kList, t.kScores} {
+	for _, key := range []string{t.kHistory, t.kViews, t.kList, t.kDigest, t.kScores} {
 		for args := w.set[key]; len(args) > 0; {
 			n := min(len(args), maxArgs)
 			tc.Write("HSET", key, args[:n]...)

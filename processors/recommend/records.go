@@ -36,21 +36,6 @@ const (
 	ReasonPopular     = "popular"     // fill for a short list
 )
 
-// sameItems reports whether two lists recommend the same items in the same
-// order for the same reasons: what "the list changed" means. Scores are
-// left out: they move with every order any profile places.
-func sameItems(a, b []Item) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i].ProductID != b[i].ProductID || a[i].Reason != b[i].Reason {
-			return false
-		}
-	}
-	return true
-}
-
 func (l *List) native() map[string]any {
 	items := make([]any, len(l.Items))
 	for i, it := range l.Items {

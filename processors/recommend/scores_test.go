@@ -38,13 +38,13 @@ func simulateBase(n int, seed uint64) ([]summary, int64) {
 // customers at the extremes get the scores they should.
 func TestFitAndScore(t *testing.T) {
 	cfg := DefaultConfig()
-	base, asOf := simulateBase(2000, 7)
+	base, asOf := simulateBase(1000, 7)
 	sm, err := fitScores(base, asOf, nil, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sm.BGNBD == nil || sm.Gamma == nil || sm.Customers != 2000 {
-		t.Fatalf("fit = %+v: want BG/NBD and Gamma-Gamma on 2000 customers", sm)
+	if sm.BGNBD == nil || sm.Gamma == nil || sm.Customers != 1000 {
+		t.Fatalf("fit = %+v: want BG/NBD and Gamma-Gamma on 1000 customers", sm)
 	}
 	if err := sm.BGNBD.Validate(); err != nil {
 		t.Fatal(err)

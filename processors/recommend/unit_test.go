@@ -91,14 +91,28 @@ func TestSummary(t *testing.T) {
 	}
 }
 
-func TestSameItemsIgnoresScores(t *testing.T) {
+// sameItems reports whether two lists hold the same items in the same
+// order for the same reasons.
+func sameItems(a, b []Item) bool { return itemsHash(a) == itemsHash(b) && len(a) == len(b) }
+
+func TestListDigest(t *testing.T) {
 	a := []Item{{"x", 0.5, ReasonRepeat}, {"y", 0.1, ReasonPopular}}
-	if !sameItems(a, []Item{{"x", 0.7, ReasonRepeat}, {"y", 0, ReasonPopular}}) {
-		t.Error("new scores alone made the list different")
+	if itemsHash(a) != itemsHash([]Item{{"x", 0.7, ReasonRepeat}, {"y", 0, ReasonPopular}}) {
+		t.Error("new scores alone changed the hash")
 	}
-	for _, b := range [][]Item{{{"y", 0, ReasonPopular}, {"x", 0, ReasonRepeat}}, {{"x", 0, ReasonRepeat}}, {{"x", 0, ReasonRepeat}, {"y", 0, ReasonAssociation}}} {
-		if sameItems(a, b) {
-			t.Errorf("%v and %v compare equal", a, b)
+	for _, b := range [][]Item{{{"y", 0, ReasonPopular}, {"x", 0, ReasonRepeat}}, {{"x", 0, ReasonRepeat}}, {{"x", 0, ReasonRepeat}, {"y", 0, ReasonAssociation}},
+		{{"xy", 0, ReasonRepeat}, {"", 0, ReasonPopular}}} {
+		if itemsHash(a) == itemsHash(b) {
+			t.Errorf("%v and %v hash equal", a, b)
+		}
+	}
+	d := listDigest{version: 7, at: 1_770_000_000_123, hash: itemsHash(a)}
+	if got, err := parseDigest(d.String()); err != nil || got != d {
+		t.Errorf("parseDigest(%q) = %+v, %v", d.String(), got, err)
+	}
+	for _, bad := range []string{"", "1:2", "x:2:3", "1:2:zz"} {
+		if _, err := parseDigest(bad); err == nil {
+			t.Errorf("parseDigest(%q) succeeded", bad)
 		}
 	}
 }
@@ -133,7 +147,7 @@ func TestSameScoresTolerances(t *testing.T) {
 func TestKeysShareTheJournalSlot(t *testing.T) {
 	j := journal.New(nil, "cdp:", processorName, journal.WithTag(func(tp processing.TopicPartition) string { return tag(tp.Topic, tp.Partition) }))
 	tp := processing.TopicPartition{Topic: "cdp.events.resolved", Partition: 4}
-	for _, suffix := range []string{keyHistory, keyViews, keyList, keyScores, keySweep} {
+	for _, suffix := range []string{keyHistory, keyViews, keyList, keyDigest, keyScores, keySweep} {
 		k := slotKey("cdp:", tp.Topic, tp.Partition, suffix)
 		if k != j.Key(tp, suffix) {
 			t.Errorf("key %q, journal's %q", k, j.Key(tp, suffix))
