@@ -220,6 +220,8 @@ func TestPipeline(t *testing.T) {
 	}
 	t.Logf("RFM segments of the %d buyers: %v", len(tr.orders), segments)
 
+	checkMemory(t, s, partitions)
+
 	// Undecodable input is dead-lettered with its bytes, nothing else is.
 	var dead []string
 	for _, rec := range s.readAll(t, s.topics.DLQ) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"time"
@@ -330,7 +331,9 @@ func (t *task) refreshList(ctx context.Context, tc *processing.TaskContext, snap
 		case r.Score > 0:
 			reason = ReasonAssociation
 		}
-		items[i] = Item{ProductID: r.Item, Score: r.Score, Reason: reason}
+		// Six decimals say all a ranking needs and keep the stored list
+		// short.
+		items[i] = Item{ProductID: r.Item, Score: math.Round(r.Score*1e6) / 1e6, Reason: reason}
 	}
 	d := listDigest{version: 1, at: latest, hash: itemsHash(items)}
 	if pb.list != nil {
