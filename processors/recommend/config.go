@@ -27,9 +27,11 @@ type Config struct {
 	MaxViews      int
 
 	// RefitInterval is how often each instance fits the score models again
-	// and every task rescores its profiles (default 1h). MaxFitProfiles
-	// bounds the customer base sample the fits use (default 20,000);
-	// MinFitCustomers is the fewest customers a fit needs (default 20).
+	// and every task refreshes and rescores its profiles (default 1h).
+	// MaxFitProfiles bounds the customer base sample the fits use (default
+	// 5,000: a refit then takes seconds; BenchmarkFitScores); MinFitCustomers is the fewest customers an RFM fit needs,
+	// and the fewest repeat buyers BG/NBD and Gamma-Gamma need (default
+	// 20).
 	RefitInterval   time.Duration
 	MaxFitProfiles  int
 	MinFitCustomers int
@@ -59,7 +61,7 @@ func DefaultConfig() Config {
 	return Config{
 		Options: o, History: assoc.DefaultHistoryConfig(),
 		SessionWindow: 30 * time.Minute, MaxViews: 20,
-		RefitInterval: time.Hour, MaxFitProfiles: 20000, MinFitCustomers: 20,
+		RefitInterval: time.Hour, MaxFitProfiles: 5000, MinFitCustomers: 20,
 		HorizonDays: 365, ChurnDays: 90,
 		TickInterval: 5 * time.Second, SweepChunk: 1000,
 	}

@@ -61,14 +61,17 @@ func fitScores(base []summary, asOf int64, prev *ScoreModel, cfg Config) (*Score
 	if prev != nil {
 		startB, startG = prev.BGNBD, prev.Gamma
 	}
-	// A fit needs customers who bought again: without any, BG/NBD's drop-out
-	// and Gamma-Gamma's spread are not identified.
-	if len(cs) >= cfg.MinFitCustomers && repeaters(cs) > 0 {
+	// BG/NBD's drop-out and Gamma-Gamma's spread are learned from customers
+	// who bought again: with a handful of them the likelihood is flat in
+	// some direction and the optimum runs off to extreme parameters (a
+	// store's first days gave r = 3.8e6, a = 9e-7), so both fits wait for
+	// MinFitCustomers repeat buyers.
+	if len(cs) >= cfg.MinFitCustomers && repeaters(cs) >= cfg.MinFitCustomers {
 		if p, _, err := clv.FitBGNBD(cs, startB); err == nil {
 			sm.BGNBD = &p
 		}
 	}
-	if len(ss) >= max(cfg.MinFitCustomers/2, 2) {
+	if len(ss) >= cfg.MinFitCustomers {
 		if g, _, err := clv.FitGammaGamma(ss, startG); err == nil && !math.IsInf(g.Mean(), 0) {
 			sm.Gamma = &g
 		}

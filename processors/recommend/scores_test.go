@@ -105,3 +105,36 @@ func TestScoreWithoutRepeatBuyers(t *testing.T) {
 		t.Errorf("scores %+v: want RFM only", s)
 	}
 }
+
+// BenchmarkFitScores measures one refit (RFM, BG/NBD and Gamma-Gamma, cold
+// and warm-started from the previous fit) on a simulated base the size of
+// the default sample bound.
+//
+//	go test -run ^$ -bench FitScores -benchtime 1x ./processors/recommend/
+func BenchmarkFitScores(b *testing.B) {
+	cfg := DefaultConfig()
+	base, asOf := simulateBase(cfg.MaxFitProfiles, 7)
+	for _, warm := range []bool{false, true} {
+		name := "cold"
+		if warm {
+			name = "warm"
+		}
+		b.Run(name, func(b *testing.B) {
+			var prev *ScoreModel
+			if warm {
+				var err error
+				if prev, err = fitScores(base, asOf, nil, cfg); err != nil {
+					b.Fatal(err)
+				}
+				// A refit an hour later: the same customers, an hour older.
+				asOf += int64(dayMs / 24)
+			}
+			b.ResetTimer()
+			for range b.N {
+				if _, err := fitScores(base, asOf, prev, cfg); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
