@@ -2,11 +2,18 @@ package recommend
 
 import (
 	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/streamcdp/streamcdp/internal/testkit"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -98,5 +105,63 @@ func benchmarkPipeline(b *testing.B, spread bool) {
 		b.ReportMetric(float64(relevant), "views+orders/op")
 		b.ReportMetric(testutil.ToFloat64(m.listChanges), "lists/op")
 		b.ReportMetric(testutil.ToFloat64(m.modelOrders), "orders-learned/op")
+	}
+}
+
+// BenchmarkRebuild measures an instance's start: reading the orders
+// changelog from the start into the global models (decode, associations,
+// customer sample) until it is caught up. 50,000 synthetic orders of 1–30
+// items drawn with a Zipf popularity from 4,000 items, each with its
+// profile's previous basket and a session view, as the tasks write
+// them. Reports orders/s.
+//
+//	go test -run ^$ -bench Rebuild -benchtime 1x ./processors/recommend/
+func BenchmarkRebuild(b *testing.B) {
+	s := newStage(b, 1)
+	r := rand.New(rand.NewPCG(9, 9))
+	zipf := rand.NewZipf(r, 1.1, 20, 3999)
+	basket := func() []string {
+		n := 1 + r.IntN(30)
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf("item-%04d", zipf.Uint64())
+		}
+		return out
+	}
+	const orders = 50000
+	last := map[string][]string{}
+	recs := make([]*kgo.Record, orders)
+	for i := range recs {
+		p := fmt.Sprintf("profile-%d", r.IntN(orders/4))
+		o := orderRecord{Profile: p, Message: fmt.Sprint(i), Time: int64(i) * 1000, Items: basket(), Prev: last[p], Viewed: basket()[:1], Revenue: 10,
+			Summary: summary{Orders: 1, Revenue: 10, First: 0, Last: int64(i) * 1000}}
+		last[p] = o.Items
+		v, err := json.Marshal(&o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		recs[i] = &kgo.Record{Topic: s.topics.Orders, Key: []byte(p), Value: v}
+	}
+	s.write(b, recs)
+	b.ResetTimer()
+	for range b.N {
+		m, _ := newMetrics(nil)
+		sh := NewShared(DefaultConfig(), m, zap.NewNop())
+		start := time.Now()
+		bl, err := startBuilder(testkit.Context(b), context.Background(), s.env.Services.KafkaBrokers, s.topics.Orders, sh, zap.NewNop())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := bl.Wait(testkit.Context(b)); err != nil {
+			b.Fatal(err)
+		}
+		elapsed := time.Since(start)
+		bl.Close()
+		st, n := sh.Stats()
+		if n != orders {
+			b.Fatalf("rebuilt %d orders, want %d", n, orders)
+		}
+		b.ReportMetric(float64(n)/elapsed.Seconds(), "orders/s")
+		b.ReportMetric(float64(st.Pairs), "counters")
 	}
 }
