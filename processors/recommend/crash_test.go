@@ -3,13 +3,10 @@ package recommend
 import (
 	"bytes"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -20,18 +17,6 @@ import (
 	"github.com/streamcdp/streamcdp/internal/testkit"
 	"github.com/streamcdp/streamcdp/topology"
 )
-
-// processEnv is the environment that points a `cdp run` process at s.
-func (s *stage) processEnv() []string {
-	sv := s.env.Services
-	return append(os.Environ(),
-		"CDP_KAFKA_BROKERS="+strings.Join(sv.KafkaBrokers, ","),
-		"CDP_SCHEMA_REGISTRY_URL="+sv.SchemaRegistryURL,
-		"CDP_REDIS_URL="+sv.RedisURL,
-		"CDP_CLICKHOUSE_DSN="+sv.ClickHouseDSN,
-		"CDP_TOPIC_PREFIX="+sv.TopicPrefix,
-	)
-}
 
 // topologyFile writes the default topology with refits every second, so
 // the crashed run's scores settle within the test.
@@ -112,9 +97,9 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ops := freeAddr(t)
+		ops := testkit.FreeAddr(t)
 		cmd := exec.Command(bin, "run", "recommend", "--instance", "crash-test", "--metrics-addr", ops, "--topology", topo)
-		cmd.Env, cmd.Stdout, cmd.Stderr = crash.processEnv(), logf, logf
+		cmd.Env, cmd.Stdout, cmd.Stderr = crash.env.ProcessEnv(), logf, logf
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -123,8 +108,8 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) {
 			// Kill once the process has committed something, at a random
 			// moment of the next few hundred milliseconds, so that kills hit
 			// different points of the poll, apply, produce, commit cycle.
-			before := crash.committedTotal(t, adm)
-			for c := before; c == before && c < total && time.Now().Before(deadline); c = crash.committedTotal(t, adm) {
+			before := testkit.Committed(t, adm, crash.group, crash.topics.Input)
+			for c := before; c == before && c < total && time.Now().Before(deadline); c = testkit.Committed(t, adm, crash.group, crash.topics.Input) {
 				time.Sleep(5 * time.Millisecond)
 			}
 			// Every other run lives for seconds, past its ticks, so kills also
@@ -138,7 +123,7 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) {
 			_ = cmd.Wait()
 			logf.Close()
 			kills++
-			t.Logf("kill %d after %d of %d records committed", kills, crash.committedTotal(t, adm), total)
+			t.Logf("kill %d after %d of %d records committed", kills, testkit.Committed(t, adm, crash.group, crash.topics.Input), total)
 			continue
 		}
 		if err := <-fedAll; err != nil {
@@ -149,11 +134,11 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) {
 		crash.waitSettled(t, tr, rd, time.Minute)
 		// SIGTERM before the process installed its handler would kill it
 		// outright: wait until it serves /healthz.
-		waitHealthy(t, ops)
+		testkit.WaitHealthy(t, ops)
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		if err := cmd.Wait(); err != nil {
 			b, _ := os.ReadFile(logs)
-			t.Fatalf("cdp run recommend after SIGTERM: %v\n%s", err, tail(string(b), 30))
+			t.Fatalf("cdp run recommend after SIGTERM: %v\n%s", err, testkit.Tail(string(b), 30))
 		}
 		logf.Close()
 		break
@@ -235,39 +220,4 @@ func count[T any](m map[string][]T) int {
 		n += len(v)
 	}
 	return n
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func waitHealthy(t *testing.T, addr string) {
-	t.Helper()
-	for i := 0; ; i++ {
-		resp, err := http.Get("http://" + addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if i > 1500 {
-			t.Fatalf("cdp run never served /healthz on %s", addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

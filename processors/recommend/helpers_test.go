@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
@@ -142,87 +141,33 @@ func (s *stage) start(t testing.TB, n int, cfg Config) (procs []*Processor, stop
 // waitConsumed waits until the group has committed the end of the input.
 func (s *stage) waitConsumed(t testing.TB, timeout time.Duration) {
 	t.Helper()
-	adm := s.env.Admin(t)
-	deadline := time.Now().Add(timeout)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		ends, err := adm.ListEndOffsets(ctx, s.topics.Input)
-		committed, cerr := adm.FetchOffsets(ctx, s.group)
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		done := cerr == nil
-		ends.Each(func(o kadm.ListedOffset) {
-			c, ok := committed.Lookup(o.Topic, o.Partition)
-			if !ok || c.At < o.Offset {
-				done = false
-			}
-		})
-		if done {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the recommend group did not consume %s within %s", s.topics.Input, timeout)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	s.env.WaitConsumed(t, s.group, s.topics.Input, timeout)
 }
 
-// committedTotal is how many input records the group has committed.
-func (s *stage) committedTotal(t testing.TB, adm *kadm.Client) int64 {
-	t.Helper()
-	committed, err := adm.FetchOffsets(testkit.Context(t), s.group)
-	if err != nil {
-		return 0
-	}
-	var n int64
-	committed.Each(func(o kadm.OffsetResponse) {
-		if o.Topic == s.topics.Input && o.At > 0 {
-			n += o.At
-		}
-	})
-	return n
-}
-
-// readAll reads a topic with read_committed to its end (everything is
-// written when it is called: the end is when polls come back empty).
-func (s *stage) readAll(t testing.TB, topic string) []*kgo.Record {
+// decodeTopic decodes every record of topic (Avro, read_committed) with
+// conv, per profile in topic order, checking that each is keyed by its
+// profile.
+func decodeTopic[T any](t testing.TB, s *stage, topic string, conv func(m map[string]any) (string, T)) map[string][]T {
 	t.Helper()
 	ctx := testkit.Context(t)
-	cl := s.env.Kafka(t, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
-	var out []*kgo.Record
-	for idle := 0; idle < 3; {
-		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		fs := cl.PollFetches(pctx)
-		cancel()
-		if ctx.Err() != nil {
-			t.Fatalf("reading %s: %v", topic, ctx.Err())
+	out := map[string][]T{}
+	for _, rec := range s.env.ReadAll(t, topic) {
+		n, err := s.serde.DecodeNative(ctx, rec.Value, "")
+		if err != nil {
+			t.Fatalf("decoding a record of %s: %v", topic, err)
 		}
-		n := 0
-		fs.EachRecord(func(r *kgo.Record) { out = append(out, r); n++ })
-		if n == 0 {
-			idle++
-		} else {
-			idle = 0
+		profile, v := conv(n.(map[string]any))
+		if string(rec.Key) != profile {
+			t.Fatalf("a record of %s keyed %q carries profile %q", topic, rec.Key, profile)
 		}
+		out[profile] = append(out[profile], v)
 	}
 	return out
 }
 
-// lists decodes the recommendations topic: every record per profile, in
-// topic order.
+// lists decodes the recommendations topic.
 func (s *stage) lists(t testing.TB) map[string][]List {
-	t.Helper()
-	ctx := testkit.Context(t)
-	out := map[string][]List{}
-	for _, rec := range s.readAll(t, s.topics.Recommendations) {
-		n, err := s.serde.DecodeNative(ctx, rec.Value, "")
-		if err != nil {
-			t.Fatalf("decoding a recommendation: %v", err)
-		}
-		m := n.(map[string]any)
+	return decodeTopic(t, s, s.topics.Recommendations, func(m map[string]any) (string, List) {
 		l := List{ProfileID: m["profile_id"].(string), Version: m["version"].(int64), Model: m["model"].(string), Time: m["time"].(time.Time).UTC()}
 		if tr, ok := m["trigger_message_id"].(map[string]any); ok {
 			l.TriggerMessageID = tr["string"].(string)
@@ -231,26 +176,13 @@ func (s *stage) lists(t testing.TB) map[string][]List {
 			im := it.(map[string]any)
 			l.Items = append(l.Items, Item{ProductID: im["product_id"].(string), Score: im["score"].(float64), Reason: im["reason"].(map[string]any)["string"].(string)})
 		}
-		if string(rec.Key) != l.ProfileID {
-			t.Fatalf("recommendation keyed %q carries profile %q", rec.Key, l.ProfileID)
-		}
-		out[l.ProfileID] = append(out[l.ProfileID], l)
-	}
-	return out
+		return l.ProfileID, l
+	})
 }
 
-// scoreRecords decodes the scores topic: every record per profile, in
-// topic order.
+// scoreRecords decodes the scores topic.
 func (s *stage) scoreRecords(t testing.TB) map[string][]Scores {
-	t.Helper()
-	ctx := testkit.Context(t)
-	out := map[string][]Scores{}
-	for _, rec := range s.readAll(t, s.topics.Scores) {
-		n, err := s.serde.DecodeNative(ctx, rec.Value, "")
-		if err != nil {
-			t.Fatalf("decoding scores: %v", err)
-		}
-		m := n.(map[string]any)
+	return decodeTopic(t, s, s.topics.Scores, func(m map[string]any) (string, Scores) {
 		opt := func(k string) *float64 {
 			if u, ok := m[k].(map[string]any); ok {
 				v := u["double"].(float64)
@@ -264,16 +196,15 @@ func (s *stage) scoreRecords(t testing.TB) map[string][]Scores {
 			R: int(m["r"].(int32)), F: int(m["f"].(int32)), M: int(m["m"].(int32)), RFMSegment: m["rfm_segment"].(string),
 			ExpectedOrders: opt("expected_orders"), CLV: opt("clv"), PAlive: opt("p_alive"), ChurnRisk: opt("churn_risk"),
 			HorizonDays: int(m["horizon_days"].(int32)), ChurnDays: int(m["churn_days"].(int32))}
-		out[sc.ProfileID] = append(out[sc.ProfileID], sc)
-	}
-	return out
+		return sc.ProfileID, sc
+	})
 }
 
 // orderRecords decodes the orders changelog per profile, in topic order.
 func (s *stage) orderRecords(t testing.TB) map[string][]orderRecord {
 	t.Helper()
 	out := map[string][]orderRecord{}
-	for _, rec := range s.readAll(t, s.topics.Orders) {
+	for _, rec := range s.env.ReadAll(t, s.topics.Orders) {
 		var o orderRecord
 		if err := unmarshal(rec.Value, "order", &o); err != nil {
 			t.Fatal(err)

@@ -224,7 +224,7 @@ func TestPipeline(t *testing.T) {
 
 	// Undecodable input is dead-lettered with its bytes, nothing else is.
 	var dead []string
-	for _, rec := range s.readAll(t, s.topics.DLQ) {
+	for _, rec := range s.env.ReadAll(t, s.topics.DLQ) {
 		e, err := dlq.Parse(rec)
 		if err != nil {
 			t.Fatal(err)

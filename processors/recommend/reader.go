@@ -60,35 +60,27 @@ func (r *Reader) Partition(profile string) int32 {
 
 // Recommendations returns profile's current list, nil when it has none.
 func (r *Reader) Recommendations(ctx context.Context, profile string) (*List, error) {
-	var l List
-	ok, err := r.get(ctx, keyList, profile, "recommendations", &l)
-	if !ok {
-		return nil, err
-	}
-	return &l, nil
+	return get[List](ctx, r, keyList, profile, "recommendations")
 }
 
 // Scores returns profile's current scores, nil when it has none (it never
 // ordered, or no fit has scored it yet).
 func (r *Reader) Scores(ctx context.Context, profile string) (*Scores, error) {
-	var s Scores
-	ok, err := r.get(ctx, keyScores, profile, "scores", &s)
-	if !ok {
-		return nil, err
-	}
-	return &s, nil
+	return get[Scores](ctx, r, keyScores, profile, "scores")
 }
 
-func (r *Reader) get(ctx context.Context, suffix, profile, what string, v any) (bool, error) {
+// get reads and decodes profile's field of the state hash suffix.
+func get[T any](ctx context.Context, r *Reader, suffix, profile, what string) (*T, error) {
 	b, err := r.rdb.HGet(ctx, slotKey(r.prefix, r.topic, r.Partition(profile), suffix), profile).Bytes()
 	switch {
 	case errors.Is(err, redis.Nil):
-		return false, nil
+		return nil, nil
 	case err != nil:
-		return false, fmt.Errorf("reading the %s of %s: %w", what, profile, err)
+		return nil, fmt.Errorf("reading the %s of %s: %w", what, profile, err)
 	}
+	v := new(T)
 	if err := unmarshal(b, what+" of "+profile, v); err != nil {
-		return false, err
+		return nil, err
 	}
-	return true, nil
+	return v, nil
 }
