@@ -10,19 +10,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
-	"github.com/streamcdp/streamcdp/internal/testkit"
-
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"github.com/streamcdp/streamcdp/internal/generate"
+	"github.com/streamcdp/streamcdp/internal/testkit"
+	"github.com/streamcdp/streamcdp/schemas"
 )
 
 // BenchmarkPipeline measures the recommend processor end to end on the
 // local stack: 200,000 generated resolved events (20,000 persons, a week of
-// traffic: 78% product views, 1.3% orders) are produced to a 6-partition
+// traffic: 40% product views and cart adds, 1.3% orders) are produced to a 6-partition
 // input first (not timed); the timer covers one instance (six tasks in
 // parallel) consuming, decoding, updating sessions and histories, refreshing
 // lists, journaling the state in Redis, emitting lists, scores and the
@@ -164,4 +163,83 @@ func BenchmarkRebuild(b *testing.B) {
 		b.ReportMetric(float64(n)/elapsed.Seconds(), "orders/s")
 		b.ReportMetric(float64(st.Pairs), "counters")
 	}
+}
+
+// BenchmarkSweep measures the pass every task makes over its partition
+// after a refit: refreshing every list with the latest associations and
+// rescoring every buyer, a chunk per timer firing. The state of 200,000
+// generated events (about 11,000 profiles with a list over 6 partitions)
+// is built first, and the first generation's sweep finished (not timed);
+// then one more order starts a new generation and the timer runs until
+// every partition has swept with it. TickInterval is 100 ms here (5 s by
+// default, the most a sweep waits to start), so that the time is the
+// sweep's. Reports profiles/s.
+//
+//	go test -run ^$ -bench Sweep -benchtime 1x ./processors/recommend/
+func BenchmarkSweep(b *testing.B) {
+	const partitions = 6
+	s := newStage(b, partitions)
+	cfg := generate.DefaultConfig()
+	cfg.Persons, cfg.Events, cfg.Seed = 20000, 200000, 3
+	recs, _ := s.resolvedRecords(b, cfg)
+	s.write(b, recs)
+	c := DefaultConfig()
+	c.TickInterval = 100 * time.Millisecond
+	procs, stop := s.start(b, 1, c)
+	defer stop()
+	s.waitConsumed(b, 5*time.Minute)
+	sh := procs[0].Shared()
+	rdb := s.env.Redis(b)
+	swept := func(id string) bool {
+		for p := range int32(partitions) {
+			st, err := rdb.HMGet(testkit.Context(b), slotKey(s.env.Services.TopicPrefix+":", s.topics.Input, p, keySweep), "id", "done").Result()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if st[0] != id || st[1] != "1" {
+				return false
+			}
+		}
+		return true
+	}
+	waitSwept := func(timeout time.Duration) {
+		for deadline := time.Now().Add(timeout); ; time.Sleep(10 * time.Millisecond) {
+			if g := sh.Generation(); g != nil && g.Scores != nil && swept(g.ID) {
+				return
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("no complete sweep within %s", timeout)
+			}
+		}
+	}
+	waitSwept(2 * time.Minute)
+	lists := int64(0)
+	for p := range int32(partitions) {
+		n, err := rdb.HLen(testkit.Context(b), slotKey(s.env.Services.TopicPrefix+":", s.topics.Input, p, keyDigest)).Result()
+		if err != nil {
+			b.Fatal(err)
+		}
+		lists += n
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		s.write(b, s.encode(b, []schemas.ResolvedEvent{orderEvent("sweeper", fmt.Sprint("sweep-", i), day0.Add(8*24*time.Hour), 5, "A")}))
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
+			if _, n := sh.Stats(); n > sh.Generation().Orders {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatal("the order did not reach the associations")
+			}
+		}
+		b.StartTimer()
+		start := time.Now()
+		if _, err := sh.Refit(); err != nil {
+			b.Fatal(err)
+		}
+		waitSwept(5 * time.Minute)
+		b.ReportMetric(float64(lists)/time.Since(start).Seconds(), "profiles/s")
+	}
+	b.ReportMetric(float64(lists), "profiles")
 }
