@@ -152,6 +152,9 @@
 //	rec:v  the session's views (JSON)                     internal
 //	rec:w  (not per profile) the sweep's generation and cursor
 //
+// TestPipelineOnRedisCluster runs the pipeline test on a three-node Redis
+// Cluster.
+//
 // A reader finds P from the profile id the way the producer of the input
 // partitioned it (Kafka's murmur2 of the key, franz-go's and the Java
 // client's default), which is what Reader does:

@@ -28,8 +28,15 @@ type stage struct {
 	maxPoll int
 }
 
-func newStage(t testing.TB, inputPartitions int32) *stage {
+func newStage(t testing.TB, inputPartitions int32) *stage { return newStageOn(t, inputPartitions, "") }
+
+// newStageOn is newStage with the state in the Redis (or Redis Cluster)
+// redisURL names; empty is the stack's.
+func newStageOn(t testing.TB, inputPartitions int32, redisURL string) *stage {
 	env := testkit.New(t)
+	if redisURL != "" {
+		env.Services.RedisURL = redisURL
+	}
 	env.Redis(t) // the state's keys go when the test ends
 	s := &stage{env: env, group: env.Services.TopicPrefix + "-recommend", serde: schemas.NewSerde(env.Registry(t))}
 	s.topics = Topics{

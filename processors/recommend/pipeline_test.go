@@ -82,9 +82,15 @@ func (s *stage) waitSettled(t testing.TB, tr truthOf, rd *Reader, timeout time.D
 // its exact orders and revenue once the models are fitted, both instances'
 // global models learned every order, and undecodable input is
 // dead-lettered.
-func TestPipeline(t *testing.T) {
+func TestPipeline(t *testing.T) { pipeline(t, "") }
+
+// TestPipelineOnRedisCluster is the same on a Redis Cluster of three
+// redis-server processes: every step's keys share its partition's slot.
+func TestPipelineOnRedisCluster(t *testing.T) { pipeline(t, testkit.StartRedisCluster(t, 3)) }
+
+func pipeline(t *testing.T, redisURL string) {
 	const partitions = 4
-	s := newStage(t, partitions)
+	s := newStageOn(t, partitions, redisURL)
 	cfg := generate.DefaultConfig()
 	cfg.Persons, cfg.Events, cfg.Seed = 300, 20000, 5
 	recs, evs := s.resolvedRecords(t, cfg)
