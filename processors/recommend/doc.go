@@ -182,7 +182,9 @@
 //   - The changelog is kept forever (the models are rebuilt from it at every
 //     start: 18,900 orders/s measured by BenchmarkRebuild on a loaded
 //     machine); there is no snapshot yet, so a start after ten million
-//     orders takes about ten minutes.
+//     orders takes about ten minutes. `cdp run` serves /healthz only once
+//     the rebuild is done: the Kubernetes startup probe's 300 s
+//     (deploy/kubernetes/recommend.yaml) cover about 5 million orders.
 //   - Raising the input's partition count moves profiles to other
 //     partitions, whose tasks do not have their state: as with any
 //     partitioned state store, reset the processor (docs/OPERATIONS.md).
