@@ -161,6 +161,17 @@ func (t *Topology) validate() (problems, warnings []Problem) {
 			v.errorf("identity.dedup_window", "identity.dedup_window: %q is not a duration of at least 1s (such as 24h)", w)
 		}
 	}
+	for key, w := range map[string]string{"recommend.session_window": t.Recommend.SessionWindow, "recommend.refit_interval": t.Recommend.RefitInterval} {
+		if d, err := time.ParseDuration(w); w != "" && (err != nil || d < time.Second) {
+			v.errorf(key, "%s: %q is not a duration of at least 1s (such as 1h)", key, w)
+		}
+	}
+	if r := t.Recommend; r.K < 0 {
+		v.errorf("recommend.k", "recommend.k: %d items; must not be negative (0 keeps the default)", r.K)
+	}
+	if m := t.Recommend.Mix; m != nil && (m.Repeat < 0 || m.Next < 0 || m.Together < 0 || m.Repeat+m.Next+m.Together == 0) {
+		v.errorf("recommend.mix", "recommend.mix: %+v needs a positive weight and no negative one", *m)
+	}
 	for i, c := range t.Identity.Custom {
 		p := fmt.Sprintf("identity.custom[%d]", i)
 		if c.Type == "" {

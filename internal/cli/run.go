@@ -19,6 +19,7 @@ import (
 	"github.com/streamcdp/streamcdp/internal/processing"
 	"github.com/streamcdp/streamcdp/processors/features"
 	"github.com/streamcdp/streamcdp/processors/identity"
+	"github.com/streamcdp/streamcdp/processors/recommend"
 	"github.com/streamcdp/streamcdp/processors/segments"
 	"github.com/streamcdp/streamcdp/topology"
 )
@@ -48,9 +49,10 @@ type built struct {
 
 // builders construct the processors that exist so far, by name.
 var builders = map[string]func(ctx context.Context, d runDeps) (built, error){
-	"identity": buildIdentity,
-	"features": buildFeatures,
-	"segments": buildSegments,
+	"identity":  buildIdentity,
+	"features":  buildFeatures,
+	"segments":  buildSegments,
+	"recommend": buildRecommend,
 }
 
 func newRunCmd() *cobra.Command {
@@ -228,6 +230,14 @@ func buildSegments(ctx context.Context, d runDeps) (built, error) {
 		return built{}, err
 	}
 	return built{proc: p, journal: p.Journal(), deadLetter: d.svc.Topic("events.dlq"), kafkaOpts: p.KafkaOpts(), cleanup: cleanup}, nil
+}
+
+func buildRecommend(ctx context.Context, d runDeps) (built, error) {
+	p, cleanup, err := recommend.Open(ctx, d.svc, d.topo.Recommend, d.metrics, d.reg, d.log)
+	if err != nil {
+		return built{}, err
+	}
+	return built{proc: p, journal: p.Journal(), deadLetter: d.svc.Topic("events.dlq"), cleanup: cleanup}, nil
 }
 
 func envOr(key, def string) string {

@@ -2,13 +2,10 @@ package features
 
 import (
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -19,18 +16,6 @@ import (
 	"github.com/streamcdp/streamcdp/processors/features/definition"
 	"github.com/streamcdp/streamcdp/topology"
 )
-
-// processEnv is the environment that points a `cdp run` process at s.
-func (s *stage) processEnv() []string {
-	sv := s.env.Services
-	return append(os.Environ(),
-		"CDP_KAFKA_BROKERS="+strings.Join(sv.KafkaBrokers, ","),
-		"CDP_SCHEMA_REGISTRY_URL="+sv.SchemaRegistryURL,
-		"CDP_REDIS_URL="+sv.RedisURL,
-		"CDP_CLICKHOUSE_DSN="+sv.ClickHouseDSN,
-		"CDP_TOPIC_PREFIX="+sv.TopicPrefix,
-	)
-}
 
 // committed is how many input records (resolved and fold) the group has
 // committed.
@@ -109,15 +94,15 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) {
 	for {
 		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(logs)
-			t.Fatalf("gave up after %d runs and %d kills; the log ends:\n%s", runs, kills, tail(string(b), 40))
+			t.Fatalf("gave up after %d runs and %d kills; the log ends:\n%s", runs, kills, testkit.Tail(string(b), 40))
 		}
 		logf, err := os.OpenFile(logs, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ops := freeAddr(t)
+		ops := testkit.FreeAddr(t)
 		cmd := exec.Command(bin, "run", "features", "--instance", "crash-test", "--metrics-addr", ops)
-		cmd.Env, cmd.Stdout, cmd.Stderr = crash.processEnv(), logf, logf
+		cmd.Env, cmd.Stdout, cmd.Stderr = crash.env.ProcessEnv(), logf, logf
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -144,11 +129,11 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) {
 			feed()
 		}
 		crash.waitDone(t, 3*time.Minute)
-		waitHealthy(t, ops)
+		testkit.WaitHealthy(t, ops)
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		if err := cmd.Wait(); err != nil {
 			b, _ := os.ReadFile(logs)
-			t.Fatalf("cdp run features after SIGTERM: %v\n%s", err, tail(string(b), 30))
+			t.Fatalf("cdp run features after SIGTERM: %v\n%s", err, testkit.Tail(string(b), 30))
 		}
 		logf.Close()
 		break
@@ -206,39 +191,4 @@ func mustState(t *testing.T, r *Reader, id string) *State {
 		t.Fatal(err)
 	}
 	return st
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func waitHealthy(t *testing.T, addr string) {
-	t.Helper()
-	for i := 0; ; i++ {
-		resp, err := http.Get("http://" + addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if i > 500 {
-			t.Fatalf("cdp run never served /healthz on %s", addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -3,8 +3,6 @@ package segments
 import (
 	"fmt"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,15 +86,15 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) {
 	for {
 		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(logs)
-			t.Fatalf("gave up after %d runs and %d kills; the log ends:\n%s", runs, kills, tail(string(b), 40))
+			t.Fatalf("gave up after %d runs and %d kills; the log ends:\n%s", runs, kills, testkit.Tail(string(b), 40))
 		}
 		logf, err := os.OpenFile(logs, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ops := freeAddr(t)
+		ops := testkit.FreeAddr(t)
 		cmd := exec.Command(bin, "run", "segments", "--instance", "crash-test", "--metrics-addr", ops)
-		cmd.Env, cmd.Stdout, cmd.Stderr = pl.processEnv(), logf, logf
+		cmd.Env, cmd.Stdout, cmd.Stderr = pl.env.ProcessEnv(), logf, logf
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -124,11 +122,11 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) {
 			testkit.Consumed{Group: pl.env.Services.TopicPrefix + "-features", Topics: []string{pl.resolved, pl.merges, pl.fold}},
 			testkit.Consumed{Group: refGroup, Topics: []string{pl.changes}},
 			testkit.Consumed{Group: group, Topics: []string{pl.changes}})
-		waitHealthy(t, ops)
+		testkit.WaitHealthy(t, ops)
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		if err := cmd.Wait(); err != nil {
 			b, _ := os.ReadFile(logs)
-			t.Fatalf("cdp run segments after SIGTERM: %v\n%s", err, tail(string(b), 30))
+			t.Fatalf("cdp run segments after SIGTERM: %v\n%s", err, testkit.Tail(string(b), 30))
 		}
 		logf.Close()
 		break
@@ -201,51 +199,4 @@ func names(ms []Membership) string {
 		out[i] = m.Segment
 	}
 	return strings.Join(out, ",")
-}
-
-// processEnv is the environment that points a `cdp run` process at pl.
-func (pl *pipeline) processEnv() []string {
-	sv := pl.env.Services
-	return append(os.Environ(),
-		"CDP_KAFKA_BROKERS="+strings.Join(sv.KafkaBrokers, ","),
-		"CDP_SCHEMA_REGISTRY_URL="+sv.SchemaRegistryURL,
-		"CDP_REDIS_URL="+sv.RedisURL,
-		"CDP_CLICKHOUSE_DSN="+sv.ClickHouseDSN,
-		"CDP_TOPIC_PREFIX="+sv.TopicPrefix,
-	)
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func waitHealthy(t *testing.T, addr string) {
-	t.Helper()
-	for i := 0; ; i++ {
-		resp, err := http.Get("http://" + addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if i > 500 {
-			t.Fatalf("cdp run never served /healthz on %s", addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -72,9 +72,9 @@ func TestKafkaJSConsumerReadsMemberships(t *testing.T) {
 	pl := newPipelineN(t, fspec, sspec, nil, 6)
 	stopF := pl.startFeatures(t)
 	defer stopF()
-	ops := freeAddr(t)
+	ops := testkit.FreeAddr(t)
 	cmd := exec.Command(bin, "run", "segments", "--metrics-addr", ops)
-	cmd.Env = append(pl.processEnv(), "CDP_KAFKA_COMPRESSION=gzip")
+	cmd.Env = append(pl.env.ProcessEnv(), "CDP_KAFKA_COMPRESSION=gzip")
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -84,7 +84,7 @@ func TestKafkaJSConsumerReadsMemberships(t *testing.T) {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
 	}()
-	waitHealthy(t, ops)
+	testkit.WaitHealthy(t, ops)
 
 	r := rand.New(rand.NewPCG(5, 6))
 	now := time.Now()
