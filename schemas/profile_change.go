@@ -33,9 +33,10 @@ const (
 	CauseEvent ChangeCause = iota
 	CauseMerge
 	CauseExpiry
+	CauseScores
 )
 
-var causeNames = []string{"event", "merge", "expiry"}
+var causeNames = []string{"event", "merge", "expiry", "scores"}
 
 func (c ChangeCause) String() string {
 	if c >= 0 && int(c) < len(causeNames) {

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -78,4 +79,46 @@ func Committed(t testing.TB, adm *kadm.Client, group, topic string) int64 {
 		}
 	})
 	return n
+}
+
+// Process is a started child process (a `cdp run` under test) whose exit is
+// watched, so that a test waiting for it to make progress stops at once
+// when it died instead of waiting out its deadline.
+type Process struct {
+	Cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// Start starts cmd and watches for its exit.
+func Start(t testing.TB, cmd *exec.Cmd) *Process {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", cmd.Path, err)
+	}
+	p := &Process{Cmd: cmd, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	return p
+}
+
+// Exited reports whether the process has ended.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Kill sends SIGKILL and waits for the process to end.
+func (p *Process) Kill() {
+	_ = p.Cmd.Process.Kill()
+	<-p.done
+}
+
+// Wait waits for the process to end and returns how it ended.
+func (p *Process) Wait() error {
+	<-p.done
+	return p.err
 }

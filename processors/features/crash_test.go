@@ -103,9 +103,7 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) {
 		ops := testkit.FreeAddr(t)
 		cmd := exec.Command(bin, "run", "features", "--instance", "crash-test", "--metrics-addr", ops)
 		cmd.Env, cmd.Stdout, cmd.Stderr = crash.env.ProcessEnv(), logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		proc := testkit.Start(t, cmd)
 		runs++
 		if kills < 6 {
 			// Measured before feeding: a fast run may commit the whole chunk
@@ -114,12 +112,15 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) {
 			feed()
 			// Kill once the process has made progress, at a random moment
 			// of its cycle.
-			for c := crash.committed(t, adm); c == before && time.Now().Before(deadline); c = crash.committed(t, adm) {
+			for c := crash.committed(t, adm); c == before && !proc.Exited() && time.Now().Before(deadline); c = crash.committed(t, adm) {
 				time.Sleep(5 * time.Millisecond)
 			}
+			if proc.Exited() {
+				b, _ := os.ReadFile(logs)
+				t.Fatalf("cdp run features ended by itself (%v); the log ends:\n%s", proc.Wait(), testkit.Tail(string(b), 40))
+			}
 			time.Sleep(time.Duration(rng.IntN(60)) * time.Millisecond)
-			_ = cmd.Process.Signal(syscall.SIGKILL)
-			_ = cmd.Wait()
+			proc.Kill()
 			logf.Close()
 			kills++
 			t.Logf("kill %d after %d input records committed", kills, crash.committed(t, adm))
@@ -131,7 +132,7 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) {
 		crash.waitDone(t, 3*time.Minute)
 		testkit.WaitHealthy(t, ops)
 		_ = cmd.Process.Signal(syscall.SIGTERM)
-		if err := cmd.Wait(); err != nil {
+		if err := proc.Wait(); err != nil {
 			b, _ := os.ReadFile(logs)
 			t.Fatalf("cdp run features after SIGTERM: %v\n%s", err, testkit.Tail(string(b), 30))
 		}

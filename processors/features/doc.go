@@ -69,6 +69,15 @@
 // that late events of a merged-away profile still find their survivor; the
 // Reader follows them.
 //
+// # Customer scores
+//
+// When the topology lists profiles.scores among the processor's inputs
+// (co-partitioned with the resolved topic, and its partitions then go to
+// the same member too), each scores record of the recommend processor sets
+// the profile's score traits at the record's time (scores.go), a change of
+// cause scores. For a merged-away profile the record travels on to the
+// survivor as a fold record of kind 't', like its events.
+//
 // # Ordering of changes
 //
 // Changes are keyed by profile id and, within one task, in version order.

@@ -17,16 +17,19 @@ import (
 //	kind 's'  L's state, keyed by S (blob: L's stored state)
 //	kind 'e'  an event of L, keyed by S (blob: the resolved record's value,
 //	          time: that record's timestamp)
+//	kind 't'  customer scores of L, keyed by S (blob: the scores record's
+//	          value, time: that record's timestamp)
 //
 // hops counts forwards along a chain of merges (L→S, then S→T); a record
 // forwarded more than maxHops times is dead-lettered as a loop.
 type foldKind byte
 
 const (
-	foldMerge foldKind = 'm'
-	foldState foldKind = 's'
-	foldEvent foldKind = 'e'
-	maxHops            = 32
+	foldMerge  foldKind = 'm'
+	foldState  foldKind = 's'
+	foldEvent  foldKind = 'e'
+	foldScores foldKind = 't'
+	maxHops             = 32
 )
 
 type foldRecord struct {
@@ -64,7 +67,7 @@ func parseFold(b []byte) (foldRecord, error) {
 		return foldRecord{}, fmt.Errorf("fold record: %w", r.err)
 	}
 	switch f.kind {
-	case foldMerge, foldState, foldEvent:
+	case foldMerge, foldState, foldEvent, foldScores:
 	default:
 		return foldRecord{}, fmt.Errorf("fold record of unknown kind %q", f.kind)
 	}

@@ -46,6 +46,8 @@ func newStageOn(t testing.TB, partitions int32, set *definition.Set, redisURL st
 	s.merges = env.Topic(t, "identity.merges", 2)
 	s.fold = env.Topic(t, "features.fold", partitions)
 	s.changes = env.Topic(t, "profiles.changes", partitions)
+	// `cdp run features` reads the recommend processor's scores too.
+	env.Topic(t, "profiles.scores", partitions)
 	s.dlqT = env.Topic(t, "events.dlq", 1)
 	s.serde = schemas.NewSerde(env.Registry(t))
 	return s

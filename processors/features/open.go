@@ -3,6 +3,7 @@ package features
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -36,11 +37,23 @@ func ConfigFrom(topo *topology.Topology, svc config.Services) (Config, *definiti
 	if fold.Partitions != resolved.Partitions {
 		return Config{}, nil, fmt.Errorf("features.fold has %d partitions and events.resolved %d: they must be equal", fold.Partitions, resolved.Partitions)
 	}
-	return Config{
+	cfg := Config{
 		ResolvedTopic: svc.Topic("events.resolved"), MergesTopic: svc.Topic("identity.merges"),
 		FoldTopic: svc.Topic("features.fold"), ChangesTopic: svc.Topic("profiles.changes"), DLQTopic: svc.Topic("events.dlq"),
 		Partitions: int(resolved.Partitions), Prefix: svc.TopicPrefix + ":",
-	}, set, nil
+	}
+	// Customer scores are an input when the topology says so.
+	if proc, ok := topo.Processor("features"); ok && slices.Contains(proc.Inputs, "profiles.scores") {
+		scores, ok := topo.Topic("profiles.scores")
+		if !ok {
+			return Config{}, nil, fmt.Errorf("the features processor reads profiles.scores, which the topology does not declare")
+		}
+		if scores.Partitions != resolved.Partitions {
+			return Config{}, nil, fmt.Errorf("profiles.scores has %d partitions and events.resolved %d: they must be equal (a profile's scores go to the task that owns it)", scores.Partitions, resolved.Partitions)
+		}
+		cfg.ScoresTopic = svc.Topic("profiles.scores")
+	}
+	return cfg, set, nil
 }
 
 // Definitions compiles the topology's feature definitions.
@@ -97,11 +110,15 @@ func checkPartitions(ctx context.Context, brokers []string, cfg Config) error {
 		return fmt.Errorf("kafka client: %w", err)
 	}
 	defer cl.Close()
-	td, err := kadm.NewClient(cl).ListTopics(ctx, cfg.ResolvedTopic, cfg.FoldTopic)
-	if err != nil {
-		return fmt.Errorf("listing topics %s and %s: %w", cfg.ResolvedTopic, cfg.FoldTopic, err)
+	names := []string{cfg.ResolvedTopic, cfg.FoldTopic}
+	if cfg.ScoresTopic != "" {
+		names = append(names, cfg.ScoresTopic)
 	}
-	for _, name := range []string{cfg.ResolvedTopic, cfg.FoldTopic} {
+	td, err := kadm.NewClient(cl).ListTopics(ctx, names...)
+	if err != nil {
+		return fmt.Errorf("listing topics %v: %w", names, err)
+	}
+	for _, name := range names {
 		t, ok := td[name]
 		if !ok || t.Err != nil {
 			return fmt.Errorf("topic %s does not exist: run `cdp topology apply`", name)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +30,10 @@ var stepSrc string
 // Config names the processor's topics and sizes its caches.
 type Config struct {
 	ResolvedTopic, MergesTopic, FoldTopic, ChangesTopic, DLQTopic string
+	// ScoresTopic, if set, carries customer scores (the recommend
+	// processor's profiles.scores, co-partitioned with the resolved topic):
+	// each record sets the profile's score traits (see scores.go).
+	ScoresTopic string
 	// Partitions of the resolved topic (and of the fold topic, which must
 	// have as many).
 	Partitions int
@@ -70,6 +75,7 @@ type metrics struct {
 	changes   *prometheus.CounterVec
 	forwarded *prometheus.CounterVec
 	folds     prometheus.Counter
+	scores    prometheus.Counter
 	cache     *prometheus.CounterVec
 	stateSize prometheus.Histogram
 	dropped   *prometheus.CounterVec
@@ -87,6 +93,8 @@ func newMetrics(reg prometheus.Registerer, pm *processing.Metrics) (*metrics, er
 			Help: "Fold records sent on (merge: to the loser's task; state: to the survivor's; event: an event of a merged-away profile)."}, []string{"kind"}),
 		folds: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "cdp", Subsystem: "features", Name: "folds_total",
 			Help: "Merged-away profiles folded into their survivor."}),
+		scores: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "cdp", Subsystem: "features", Name: "scores_total",
+			Help: "Customer-scores records applied as traits."}),
 		cache: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "cdp", Subsystem: "features", Name: "cache_total",
 			Help: "Profile lookups by where they were found: hit (memory), miss (Redis)."}, []string{"result"}),
 		stateSize: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "cdp", Subsystem: "features", Name: "state_bytes",
@@ -94,7 +102,7 @@ func newMetrics(reg prometheus.Registerer, pm *processing.Metrics) (*metrics, er
 		dropped: pm.Dropped,
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.events, m.late, m.changes, m.forwarded, m.folds, m.cache, m.stateSize} {
+		for _, c := range []prometheus.Collector{m.events, m.late, m.changes, m.forwarded, m.folds, m.scores, m.cache, m.stateSize} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -177,13 +185,14 @@ type partStore struct {
 	p     int32
 	key   string
 	mu    sync.Mutex
-	open  [2]int // open tasks by kind
+	open  [3]int // open tasks by kind
 	cache *lru.LRU[string, *State]
 }
 
 const (
 	kindResolved = 0
 	kindFold     = 1
+	kindScores   = 2
 )
 
 func (p *Processor) store(part int32) *partStore {
@@ -203,13 +212,16 @@ func (p *Processor) NewTask(tp processing.TopicPartition) (processing.Task, erro
 	switch tp.Topic {
 	case p.cfg.MergesTopic:
 		return &mergeTask{p: p, tp: tp}, nil
-	case p.cfg.ResolvedTopic, p.cfg.FoldTopic:
+	case p.cfg.ResolvedTopic, p.cfg.FoldTopic, p.cfg.ScoresTopic:
 		if int(tp.Partition) >= p.cfg.Partitions {
 			return nil, fmt.Errorf("features: %s has more partitions than the %d the topology declares for %s: update the topology (and rebuild the features store)", tp, p.cfg.Partitions, p.cfg.ResolvedTopic)
 		}
 		kind := kindResolved
-		if tp.Topic == p.cfg.FoldTopic {
+		switch tp.Topic {
+		case p.cfg.FoldTopic:
 			kind = kindFold
+		case p.cfg.ScoresTopic:
+			kind = kindScores
 		}
 		return &stateTask{p: p, tp: tp, kind: kind, ps: p.store(tp.Partition)}, nil
 	}
@@ -292,6 +304,7 @@ type item struct {
 	profile string // whose state the record is for
 	fold    foldRecord
 	event   *schemas.ResolvedEvent
+	scores  *scoresUpdate
 	fail    *dlq.Failure // dead-letter it
 }
 
@@ -307,10 +320,19 @@ func (t *stateTask) decode(ctx context.Context, rec *kgo.Record) (item, error) {
 		}
 		it.fold = f
 		it.profile = string(rec.Key)
+		if f.kind == foldScores {
+			return t.decodeScores(ctx, it, f.blob)
+		}
 		if f.kind != foldEvent {
 			return it, nil
 		}
 		resolved = f.blob
+	} else if t.kind == kindScores {
+		it, err := t.decodeScores(ctx, it, rec.Value)
+		if err == nil && it.scores != nil {
+			it.profile = it.scores.profile
+		}
+		return it, err
 	} else {
 		resolved = rec.Value
 	}
@@ -329,6 +351,26 @@ func (t *stateTask) decode(ctx context.Context, rec *kgo.Record) (item, error) {
 			it.fail = &dlq.Failure{Code: "no_profile", Stage: "features", Reason: "resolved event without a profile_id"}
 		}
 	}
+	return it, nil
+}
+
+// decodeScores decodes a scores record's value b into it.scores.
+func (t *stateTask) decodeScores(ctx context.Context, it item, b []byte) (item, error) {
+	native, err := t.p.serde.DecodeNative(ctx, b, schemas.CustomerScoresSchema)
+	if err != nil {
+		if schemas.IsTransient(err) {
+			return it, processing.Transient(fmt.Errorf("decoding scores %s@%d: %w", t.tp, it.rec.Offset, err))
+		}
+		f := dlq.FailureOf(dlq.StageDecode, err)
+		it.fail = &f
+		return it, nil
+	}
+	u, err := parseScores(native)
+	if err != nil {
+		it.fail = &dlq.Failure{Code: "bad_scores", Stage: "features", Reason: err.Error()}
+		return it, nil
+	}
+	it.scores = &u
 	return it, nil
 }
 
@@ -485,16 +527,18 @@ func (t *stateTask) OnTimer(ctx context.Context, tc *processing.TaskContext, due
 
 func (t *stateTask) siblingOpen() error {
 	ps := t.ps
-	if ps.open[kindResolved] > 0 && ps.open[kindFold] > 0 {
+	if ps.open[kindResolved] > 0 && ps.open[kindFold] > 0 && (t.p.cfg.ScoresTopic == "" || ps.open[kindScores] > 0) {
 		return nil
 	}
-	other := t.p.cfg.FoldTopic
-	if t.kind == kindFold {
-		other = t.p.cfg.ResolvedTopic
+	var other []string
+	for kind, topic := range []string{t.p.cfg.ResolvedTopic, t.p.cfg.FoldTopic, t.p.cfg.ScoresTopic} {
+		if topic != "" && ps.open[kind] == 0 {
+			other = append(other, topic)
+		}
 	}
 	return processing.Transient(fmt.Errorf("waiting for partition %d of %s to be assigned to this instance too: "+
-		"the features processor needs both topics' partition %d on one member (the range balancer does this when both topics have equal partition counts)",
-		t.tp.Partition, other, t.tp.Partition))
+		"the features processor needs its input topics' partition %d on one member (the range balancer does this when they have equal partition counts)",
+		t.tp.Partition, strings.Join(other, " and "), t.tp.Partition))
 }
 
 // load puts the state of every profile in ids into work: a copy of the
@@ -548,7 +592,7 @@ func (t *stateTask) handle(ctx context.Context, it *item, work map[string]*State
 		// A producer with another partitioner wrote the resolved topic:
 		// this profile's state would be split over two partitions.
 		return append(outs, p.deadLetter(it.rec, dlq.Failure{Code: "misrouted", Stage: "features",
-			Reason: fmt.Sprintf("profile %s belongs to partition %d by murmur2, not %d: the resolved topic must be keyed by profile_id with Kafka's default partitioner", it.profile, got, t.tp.Partition)})), nil
+			Reason: fmt.Sprintf("profile %s belongs to partition %d by murmur2, not %d: %s must be keyed by profile_id with Kafka's default partitioner", it.profile, got, t.tp.Partition, t.tp.Topic)})), nil
 	}
 	st := work[it.profile]
 	f := &it.fold
@@ -565,6 +609,8 @@ func (t *stateTask) handle(ctx context.Context, it *item, work map[string]*State
 		switch {
 		case t.kind == kindResolved:
 			fwd = foldRecord{kind: foldEvent, hops: 1, from: it.profile, into: st.MergedInto, time: it.rec.Timestamp.UnixMilli(), blob: it.rec.Value}
+		case t.kind == kindScores:
+			fwd = foldRecord{kind: foldScores, hops: 1, from: it.profile, into: st.MergedInto, time: it.rec.Timestamp.UnixMilli(), blob: it.rec.Value}
 		case f.kind == foldMerge:
 			// The loser of this merge was itself merged away before: it has
 			// no state left to send (it went to its own survivor), and its
@@ -606,6 +652,14 @@ func (t *stateTask) handle(ctx context.Context, it *item, work map[string]*State
 		ch := p.engine.Fold(st, src)
 		p.m.folds.Inc()
 		return t.change(ctx, outs, it.profile, st, ch, schemas.CauseMerge, f.mergeID, f.from, "", it.rec.Timestamp)
+	}
+	if sc := it.scores; sc != nil {
+		outs, err := t.expiries(ctx, outs, it.profile, st, max(st.Clock, sc.at, now))
+		if err != nil {
+			return nil, err
+		}
+		p.m.scores.Inc()
+		return t.change(ctx, outs, it.profile, st, p.engine.SetTraits(st, sc.traits, sc.at, sc.id), schemas.CauseScores, sc.id, "", "", it.rec.Timestamp)
 	}
 	ev := it.event
 	et := ev.Timestamp.UnixMilli()

@@ -863,6 +863,18 @@ func applyTraits(st *State, ev *schemas.Event, et int64, tie uint32) []TraitChan
 			cand[k] = string(raw)
 		}
 	}
+	return setTraits(st, cand, et, tie)
+}
+
+// SetTraits merges traits (name to JSON text; "null" removes) set at event
+// time et into st, the latest by time winning per trait, and returns what
+// changed. It does not move the Clock: traits have no windows. The
+// features processor sets customer scores this way.
+func (e *Engine) SetTraits(st *State, traits map[string]string, et int64, id string) Change {
+	return Change{Time: st.Clock, Traits: setTraits(st, traits, et, tieOf(id))}
+}
+
+func setTraits(st *State, cand map[string]string, et int64, tie uint32) []TraitChange {
 	var out []TraitChange
 	for name, raw := range cand {
 		if raw == "null" {

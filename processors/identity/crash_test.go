@@ -93,9 +93,7 @@ func crashRestartEqualsUninterrupted(t *testing.T, redisURL string) {
 		ops := testkit.FreeAddr(t)
 		cmd := exec.Command(bin, "run", "identity", "--instance", "crash-test", "--metrics-addr", ops)
 		cmd.Env, cmd.Stdout, cmd.Stderr = crash.env.ProcessEnv(), logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		proc := testkit.Start(t, cmd)
 		runs++
 		if kills < 6 {
 			// Measured before feeding: a fast run may commit the whole chunk
@@ -105,12 +103,15 @@ func crashRestartEqualsUninterrupted(t *testing.T, redisURL string) {
 			// Kill once the process has made progress, at a random moment
 			// within its batches, so every kill hits a different point of
 			// the poll, apply, produce, commit cycle.
-			for c := crash.committedTotal(t, adm); c == before && c < total && time.Since(deadline) < 0; c = crash.committedTotal(t, adm) {
+			for c := crash.committedTotal(t, adm); c == before && !proc.Exited() && c < total && time.Since(deadline) < 0; c = crash.committedTotal(t, adm) {
 				time.Sleep(5 * time.Millisecond)
 			}
 			time.Sleep(time.Duration(rng.IntN(50)) * time.Millisecond)
-			_ = cmd.Process.Signal(syscall.SIGKILL)
-			_ = cmd.Wait()
+			if proc.Exited() {
+				b, _ := os.ReadFile(logs)
+				t.Fatalf("cdp run identity ended by itself (%v); the log ends:\n%s", proc.Wait(), testkit.Tail(string(b), 40))
+			}
+			proc.Kill()
 			logf.Close()
 			kills++
 			t.Logf("kill %d after %d of %d records committed", kills, crash.committedTotal(t, adm), total)
@@ -124,7 +125,7 @@ func crashRestartEqualsUninterrupted(t *testing.T, redisURL string) {
 		// outright: wait until it serves /healthz.
 		testkit.WaitHealthy(t, ops)
 		_ = cmd.Process.Signal(syscall.SIGTERM)
-		if err := cmd.Wait(); err != nil {
+		if err := proc.Wait(); err != nil {
 			b, _ := os.ReadFile(logs)
 			t.Fatalf("cdp run identity after SIGTERM: %v\n%s", err, testkit.Tail(string(b), 30))
 		}

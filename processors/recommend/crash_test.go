@@ -100,16 +100,14 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) {
 		ops := testkit.FreeAddr(t)
 		cmd := exec.Command(bin, "run", "recommend", "--instance", "crash-test", "--metrics-addr", ops, "--topology", topo)
 		cmd.Env, cmd.Stdout, cmd.Stderr = crash.env.ProcessEnv(), logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		proc := testkit.Start(t, cmd)
 		runs++
 		if kills < 6 {
 			// Kill once the process has committed something, at a random
 			// moment of the next few hundred milliseconds, so that kills hit
 			// different points of the poll, apply, produce, commit cycle.
 			before := testkit.Committed(t, adm, crash.group, crash.topics.Input)
-			for c := before; c == before && c < total && time.Now().Before(deadline); c = testkit.Committed(t, adm, crash.group, crash.topics.Input) {
+			for c := before; c == before && !proc.Exited() && c < total && time.Now().Before(deadline); c = testkit.Committed(t, adm, crash.group, crash.topics.Input) {
 				time.Sleep(5 * time.Millisecond)
 			}
 			// Every other run lives for seconds, past its ticks, so kills also
@@ -119,8 +117,11 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) {
 				wait = 2*time.Second + time.Duration(rng.IntN(4000))*time.Millisecond
 			}
 			time.Sleep(wait)
-			_ = cmd.Process.Signal(syscall.SIGKILL)
-			_ = cmd.Wait()
+			if proc.Exited() {
+				b, _ := os.ReadFile(logs)
+				t.Fatalf("cdp run recommend ended by itself (%v); the log ends:\n%s", proc.Wait(), testkit.Tail(string(b), 40))
+			}
+			proc.Kill()
 			logf.Close()
 			kills++
 			t.Logf("kill %d after %d of %d records committed", kills, testkit.Committed(t, adm, crash.group, crash.topics.Input), total)
@@ -136,7 +137,7 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) {
 		// outright: wait until it serves /healthz.
 		testkit.WaitHealthy(t, ops)
 		_ = cmd.Process.Signal(syscall.SIGTERM)
-		if err := cmd.Wait(); err != nil {
+		if err := proc.Wait(); err != nil {
 			b, _ := os.ReadFile(logs)
 			t.Fatalf("cdp run recommend after SIGTERM: %v\n%s", err, testkit.Tail(string(b), 30))
 		}

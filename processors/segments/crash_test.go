@@ -95,21 +95,22 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) {
 		ops := testkit.FreeAddr(t)
 		cmd := exec.Command(bin, "run", "segments", "--instance", "crash-test", "--metrics-addr", ops)
 		cmd.Env, cmd.Stdout, cmd.Stderr = pl.env.ProcessEnv(), logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		proc := testkit.Start(t, cmd)
 		runs++
 		if kills < 6 {
 			// Measured before feeding: a fast run may commit the whole chunk
 			// before a later look.
 			before := committed()
 			feed()
-			for c := committed(); c == before && time.Now().Before(deadline); c = committed() {
+			for c := committed(); c == before && !proc.Exited() && time.Now().Before(deadline); c = committed() {
 				time.Sleep(5 * time.Millisecond)
 			}
 			time.Sleep(time.Duration(r.IntN(60)) * time.Millisecond)
-			_ = cmd.Process.Signal(syscall.SIGKILL)
-			_ = cmd.Wait()
+			if proc.Exited() {
+				b, _ := os.ReadFile(logs)
+				t.Fatalf("cdp run segments ended by itself (%v); the log ends:\n%s", proc.Wait(), testkit.Tail(string(b), 40))
+			}
+			proc.Kill()
 			logf.Close()
 			kills++
 			t.Logf("kill %d after %d changes committed", kills, committed())
@@ -124,7 +125,7 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) {
 			testkit.Consumed{Group: group, Topics: []string{pl.changes}})
 		testkit.WaitHealthy(t, ops)
 		_ = cmd.Process.Signal(syscall.SIGTERM)
-		if err := cmd.Wait(); err != nil {
+		if err := proc.Wait(); err != nil {
 			b, _ := os.ReadFile(logs)
 			t.Fatalf("cdp run segments after SIGTERM: %v\n%s", err, testkit.Tail(string(b), 30))
 		}

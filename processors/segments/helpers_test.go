@@ -40,6 +40,7 @@ type pipeline struct {
 	env                                                    *testkit.Env
 	resolved, merges, fold, changes, membership, audiences string
 	dlqT                                                   string
+	scores                                                 string // set by withScores
 	fset                                                   *fdef.Set
 	rules                                                  *rules.Set
 	serde                                                  *schemas.Serde
@@ -95,7 +96,22 @@ func (pl *pipeline) now() time.Time {
 
 func (pl *pipeline) featuresConfig() features.Config {
 	return features.Config{ResolvedTopic: pl.resolved, MergesTopic: pl.merges, FoldTopic: pl.fold, ChangesTopic: pl.changes,
-		DLQTopic: pl.dlqT, Partitions: pl.parts, Prefix: pl.env.RedisPrefix(), Now: pl.now}
+		DLQTopic: pl.dlqT, ScoresTopic: pl.scores, Partitions: pl.parts, Prefix: pl.env.RedisPrefix(), Now: pl.now}
+}
+
+// withScores makes the features processor read customer scores from a
+// topic of its own (co-partitioned with the resolved topic).
+func (pl *pipeline) withScores(t testing.TB) {
+	pl.scores = pl.env.Topic(t, "profiles.scores", int32(pl.parts))
+}
+
+// featureInputs are the topics the features processor consumes.
+func (pl *pipeline) featureInputs() []string {
+	in := []string{pl.resolved, pl.merges, pl.fold}
+	if pl.scores != "" {
+		in = append(in, pl.scores)
+	}
+	return in
 }
 
 func (pl *pipeline) segmentsConfig() Config {
@@ -125,7 +141,7 @@ func (pl *pipeline) startFeatures(t testing.TB) (stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pl.run(t, "features", pl.env.Services.TopicPrefix+"-features", []string{pl.resolved, pl.merges, pl.fold}, p, p.Journal(), p.KafkaOpts(), m, rdb.Close)
+	return pl.run(t, "features", pl.env.Services.TopicPrefix+"-features", pl.featureInputs(), p, p.Journal(), p.KafkaOpts(), m, rdb.Close)
 }
 
 func (pl *pipeline) startSegments(t testing.TB) (stop func()) {
@@ -178,7 +194,7 @@ func (pl *pipeline) run(t testing.TB, name, group string, inputs []string, p pro
 func (pl *pipeline) settle(t testing.TB) {
 	t.Helper()
 	pl.env.WaitConsumed(t, 2*time.Minute, 400*time.Millisecond,
-		testkit.Consumed{Group: pl.env.Services.TopicPrefix + "-features", Topics: []string{pl.resolved, pl.merges, pl.fold}},
+		testkit.Consumed{Group: pl.env.Services.TopicPrefix + "-features", Topics: pl.featureInputs()},
 		testkit.Consumed{Group: pl.env.Services.TopicPrefix + "-segments", Topics: []string{pl.changes}})
 }
 
