@@ -41,7 +41,7 @@ type stack struct {
 	at     time.Time
 }
 
-func newStack(t *testing.T, persons, events int) *stack {
+func newStack(t testing.TB, persons, events int) *stack {
 	t.Helper()
 	env := testkit.New(t)
 	env.Redis(t) // the stores' keys go when the test ends
@@ -400,7 +400,7 @@ func TestProfilesMatchTheStores(t *testing.T) {
 
 // merges reads the merges topic: every merged-away id and its survivor
 // now (a survivor merged later is followed).
-func (s *stack) merges(t *testing.T) map[string]string {
+func (s *stack) merges(t testing.TB) map[string]string {
 	t.Helper()
 	ctx := testkit.Context(t)
 	into := map[string]string{}
@@ -427,7 +427,7 @@ func (s *stack) merges(t *testing.T) map[string]string {
 }
 
 // resolvedIDs are the profile ids on the resolved topic.
-func (s *stack) resolvedIDs(t *testing.T) map[string]bool {
+func (s *stack) resolvedIDs(t testing.TB) map[string]bool {
 	t.Helper()
 	out := map[string]bool{}
 	for _, rec := range s.env.ReadAll(t, s.env.Services.Topic("events.resolved")) {
@@ -521,7 +521,7 @@ func (s *stack) memberships(t *testing.T) map[string]map[string]time.Time {
 }
 
 // emailsOf returns the normalised emails in the generated lines.
-func emailsOf(t *testing.T, lines [][]byte) map[string]bool {
+func emailsOf(t testing.TB, lines [][]byte) map[string]bool {
 	t.Helper()
 	type traits struct {
 		Email string `json:"email"`
