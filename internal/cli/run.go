@@ -74,6 +74,14 @@ its partitions back without a rebalance.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			if len(args) == 1 && args[0] == "api" {
+				// The deployment files run every component as `cdp run
+				// <name>`; the api consumes nothing, so it is `cdp api`
+				// with its settings from the environment.
+				f := defaultAPIFlags()
+				f.topology, f.metricsAddr = topoFile, metricsAddr
+				return serveAPI(ctx, f)
+			}
 			log := newLogger()
 			defer func() { _ = log.Sync() }()
 			svc, err := config.Load()
@@ -90,6 +98,8 @@ its partitions back without a rebalance.`,
 				for _, p := range topo.Processors {
 					if _, ok := builders[p.Name]; ok {
 						names = append(names, p.Name)
+					} else if p.Name == "api" {
+						log.Info("the api is not a processor; start it with `cdp api` (or `cdp run api` alone)")
 					} else {
 						log.Warn("processor not built yet; skipping", zap.String("processor", p.Name))
 					}
