@@ -43,6 +43,12 @@ func genPersons(r *rand.Rand, tag string, n int, base time.Time) []*person {
 		p.root = p.ids[0]
 		for range 3 + r.IntN(30) {
 			p.events = append(p.events, randomEvent(r, i, base))
+			if r.IntN(12) == 0 {
+				// A duplicate (same message id) that escaped identity's
+				// dedup window: the processor and the reference both
+				// count it again.
+				p.events = append(p.events, p.events[len(p.events)-1])
+			}
 		}
 		out[i] = p
 	}

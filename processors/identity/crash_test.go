@@ -51,7 +51,9 @@ func TestCrashRestartOnRedisCluster(t *testing.T) {
 func crashRestartEqualsUninterrupted(t *testing.T, redisURL string) {
 	bin := testkit.CDPBinary(t)
 	cfg := generate.DefaultConfig()
-	cfg.Persons, cfg.Events, cfg.Seed = 600, 40000, 11
+	// Enough for eight chunks of over a thousand events: each kill lands
+	// in a transaction with work.
+	cfg.Persons, cfg.Events, cfg.Seed = 400, 16000, 11
 	cfg.DupShare, cfg.InvalidShare = 0.02, 0.01
 
 	ref := newStageOn(t, 1, redisURL)

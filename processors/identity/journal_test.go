@@ -200,7 +200,7 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 func TestRedisLosingItsLastWritesIsRepaired(t *testing.T) {
 	rds := startPrivateRedisWith(t, "everysec")
 	cfg := generate.DefaultConfig()
-	cfg.Persons, cfg.Events, cfg.Seed = 400, 20000, 21
+	cfg.Persons, cfg.Events, cfg.Seed = 300, 10000, 21
 	cfg.DupShare, cfg.InvalidShare = 0.02, 0.01
 	lines, truth := generateLines(t, cfg)
 

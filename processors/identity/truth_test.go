@@ -60,7 +60,7 @@ func TestGeneratedTrafficMatchesTruth(t *testing.T) {
 	for _, shared := range []float64{0, 0.05} {
 		f := newFixture(t)
 		cfg := generate.DefaultConfig()
-		cfg.Events = 30000
+		cfg.Events = 15000
 		cfg.DupShare, cfg.InvalidShare, cfg.LateShare, cfg.SharedDeviceShare = 0.02, 0.01, 0.02, shared
 		var lines [][]byte
 		truth, err := generate.Generate(f.ctx, cfg, generate.SinkFunc(func(_ context.Context, l []byte) error {

@@ -172,7 +172,7 @@ func segEvent(r *rand.Rand, person int, at time.Time) schemas.Event {
 	return ev
 }
 
-// Random streams of events (late and out of order), identifies with
+// Random streams of events (late, out of order and duplicated), identifies with
 // conflicting traits and merges, with a simulated clock moving from minutes
 // to months at a time, through the features and segments processors over
 // Kafka and Redis: every profile's membership changes (segment, entered or
@@ -238,6 +238,13 @@ func TestMembershipMatchesReference(t *testing.T) {
 				recs = append(recs, pl.eventRecord(t, id, ev, at))
 				model.apply(id, reference.Event{Ev: ev, T: at.UnixMilli()}, now.UnixMilli())
 				events++
+				if r.IntN(10) == 0 {
+					// A duplicate that escaped identity's dedup window (a
+					// redelivery days later): it counts again, in both.
+					recs = append(recs, pl.eventRecord(t, id, ev, at))
+					model.apply(id, reference.Event{Ev: ev, T: at.UnixMilli()}, now.UnixMilli())
+					events++
+				}
 			}
 		}
 		pl.produce(t, recs)
