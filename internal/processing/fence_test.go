@@ -119,8 +119,11 @@ func TestPausedInstanceWritesNothingAfterTheNewOwnerStarted(t *testing.T) {
 	defer stop()
 	var rs runners
 	rs.start(ctx, mustRunner(t, cfg, &slowLogProc{instance: "B", delay: 10 * time.Millisecond}))
-	// B owns both partitions once A's session timed out.
-	waitFor(t, 60*time.Second, "instance B writes to both partitions", func() bool {
+	// B owns both partitions once A's session timed out, and reads their
+	// committed offsets once the broker aborted A's open transaction, which
+	// may hold offsets of them: up to A's TransactionTimeout (60 s) after A
+	// stopped, more on a loaded machine.
+	waitFor(t, 3*time.Minute, "instance B writes to both partitions", func() bool {
 		got := 0
 		for _, l := range readLogs(t, rdb, env.RedisPrefix()) {
 			for _, e := range l {

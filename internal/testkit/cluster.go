@@ -13,7 +13,7 @@ import (
 )
 
 // RedisCluster is a Redis Cluster of redis-server processes of the
-// test's own, without persistence, stopped when the test ends.
+// test's own (without persistence unless asked), stopped when the test ends.
 type RedisCluster struct {
 	Ports []int
 }
@@ -21,6 +21,15 @@ type RedisCluster struct {
 // StartRedisCluster starts a Redis Cluster of nodes masters (no replicas)
 // on free ports. Under CI=true a missing redis-server fails the test.
 func StartRedisCluster(t testing.TB, nodes int) *RedisCluster {
+	t.Helper()
+	return StartRedisClusterWith(t, nodes, "--appendonly", "no")
+}
+
+// StartRedisClusterWith is StartRedisCluster with extra redis-server
+// arguments for every node, such as the local stack's persistence
+// ("--appendonly", "yes", "--appendfsync", "always") for a benchmark that
+// compares the two.
+func StartRedisClusterWith(t testing.TB, nodes int, args ...string) *RedisCluster {
 	t.Helper()
 	for _, bin := range []string{"redis-server", "redis-cli"} {
 		if _, err := exec.LookPath(bin); err != nil {
@@ -40,8 +49,8 @@ func StartRedisCluster(t testing.TB, nodes int) *RedisCluster {
 		port := l.Addr().(*net.TCPAddr).Port
 		l.Close()
 		dir := t.TempDir()
-		cmd := exec.Command("redis-server", "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--dir", dir,
-			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--appendonly", "no", "--save", "")
+		cmd := exec.Command("redis-server", append([]string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--dir", dir,
+			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--save", ""}, args...)...)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -59,9 +68,9 @@ func StartRedisCluster(t testing.TB, nodes int) *RedisCluster {
 		}
 		cl.Close()
 	}
-	args := append([]string{"--cluster", "create"}, addrs...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
-	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
+	create := append([]string{"--cluster", "create"}, addrs...)
+	create = append(create, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command("redis-cli", create...).CombinedOutput(); err != nil {
 		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
 	// Every node must agree before the cluster takes writes.

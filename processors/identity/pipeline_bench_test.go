@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/streamcdp/streamcdp/internal/generate"
+	"github.com/streamcdp/streamcdp/internal/testkit"
 )
 
 // BenchmarkIdentityPipeline measures the identity processor end to end on
@@ -13,20 +14,31 @@ import (
 // producing resolved events and merges, and committing, until the group has
 // committed the whole topic. Reports events/s.
 //
-//	go test -run ^$ -bench IdentityPipeline -benchtime 1x ./processors/identity/
-func BenchmarkIdentityPipeline(b *testing.B) {
+//	go test -run ^$ -bench 'IdentityPipeline$' -benchtime 1x -count 5 ./processors/identity/
+func BenchmarkIdentityPipeline(b *testing.B) { benchIdentityPipeline(b, "") }
+
+// BenchmarkIdentityPipelineCluster is the same with the identity graph on
+// a Redis Cluster of three redis-server processes (started once, with the
+// local stack's persistence: appendonly, appendfsync always), on the same
+// two cores.
+//
+//	go test -run ^$ -bench IdentityPipelineCluster -benchtime 1x -count 5 ./processors/identity/
+func BenchmarkIdentityPipelineCluster(b *testing.B) {
+	benchIdentityPipeline(b, testkit.StartRedisClusterWith(b, 3, "--appendonly", "yes", "--appendfsync", "always").URL())
+}
+
+func benchIdentityPipeline(b *testing.B, redisURL string) {
 	for range b.N {
 		b.StopTimer()
-		bt := b
-		s := newStage(bt, 6)
+		s := newStageOn(b, 6, redisURL)
 		cfg := generate.DefaultConfig()
 		cfg.Persons, cfg.Events, cfg.Seed = 20000, 200000, 3
-		lines, _ := generateLines(bt, cfg)
-		s.write(bt, lines)
+		lines, _ := generateLines(b, cfg)
+		s.write(b, lines)
 		b.StartTimer()
 		start := time.Now()
-		_, stop := s.start(bt, 2)
-		s.waitConsumed(bt, 5*time.Minute)
+		_, stop := s.start(b, 2)
+		s.waitConsumed(b, 5*time.Minute)
 		elapsed := time.Since(start)
 		b.StopTimer()
 		stop()
