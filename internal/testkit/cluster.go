@@ -6,6 +6,7 @@ import (
 	"net"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,27 +43,22 @@ func StartRedisClusterWith(t testing.TB, nodes int, args ...string) *RedisCluste
 	c := &RedisCluster{}
 	var addrs []string
 	for range nodes {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
+		port := clusterPort(t)
 		dir := t.TempDir()
+		out := &lockedWriter{}
 		cmd := exec.Command("redis-server", append([]string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--dir", dir,
 			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--save", ""}, args...)...)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		cmd.Stdout, cmd.Stderr = out, out
+		p := Start(t, cmd)
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = p.Wait() })
 		c.Ports = append(c.Ports, port)
-		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", port))
-	}
-	for _, a := range addrs {
+		a := fmt.Sprintf("127.0.0.1:%d", port)
+		addrs = append(addrs, a)
 		cl := redis.NewClient(&redis.Options{Addr: a})
-		for i := 0; cl.Ping(context.Background()).Err() != nil; i++ {
-			if i > 200 {
-				t.Fatalf("cluster node %s did not start", a)
+		deadline := time.Now().Add(time.Minute)
+		for cl.Ping(context.Background()).Err() != nil {
+			if p.Exited() || time.Now().After(deadline) {
+				t.Fatalf("cluster node %s did not start (exited: %v):\n%s", a, p.Exited(), Tail(out.String(), 20))
 			}
 			time.Sleep(25 * time.Millisecond)
 		}
@@ -81,7 +77,7 @@ func StartRedisClusterWith(t testing.TB, nodes int, args ...string) *RedisCluste
 			if strings.Contains(info, "cluster_state:ok") {
 				break
 			}
-			if i > 400 {
+			if i > 2400 { // a minute
 				t.Fatalf("cluster node %s never reached cluster_state:ok", a)
 			}
 			time.Sleep(25 * time.Millisecond)
@@ -91,7 +87,6 @@ func StartRedisClusterWith(t testing.TB, nodes int, args ...string) *RedisCluste
 	return c
 }
 
-// url is the cluster's redis+cluster:// URL.
 // URL is the cluster's redis+cluster:// URL (see internal/config).
 func (c *RedisCluster) URL() string {
 	u := fmt.Sprintf("redis+cluster://127.0.0.1:%d", c.Ports[0])
@@ -103,4 +98,49 @@ func (c *RedisCluster) URL() string {
 		u += fmt.Sprintf("%saddr=127.0.0.1:%d", sep, p)
 	}
 	return u
+}
+
+// clusterPort is a free port whose cluster bus port (port + 10000) is
+// free too and valid: a kernel-chosen ephemeral port above 55535 has no
+// bus port, and redis-server then refuses to start.
+func clusterPort(t testing.TB) int {
+	t.Helper()
+	for range 200 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		if port+10000 > 65535 {
+			l.Close()
+			continue
+		}
+		bus, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+10000))
+		l.Close()
+		if err != nil {
+			continue
+		}
+		bus.Close()
+		return port
+	}
+	t.Fatal("no free port with a free cluster bus port")
+	return 0
+}
+
+// lockedWriter collects a child's stdout and stderr, read while it runs.
+type lockedWriter struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(b)
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

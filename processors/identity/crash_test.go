@@ -45,6 +45,7 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) { crashRestartEqualsUnint
 // TestCrashRestartOnRedisCluster is the same on a Redis Cluster of three
 // redis-server processes.
 func TestCrashRestartOnRedisCluster(t *testing.T) {
+	t.Parallel() // its own Redis; overlaps the other parallel tests' waits
 	crashRestartEqualsUninterrupted(t, testkit.StartRedisCluster(t, 3).URL())
 }
 

@@ -198,6 +198,7 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 // A SIGKILL of redis-server alone loses nothing with everysec (its writes
 // are in the page cache); cutting the file is what makes the loss.
 func TestRedisLosingItsLastWritesIsRepaired(t *testing.T) {
+	t.Parallel() // its own Redis
 	rds := startPrivateRedisWith(t, "everysec")
 	cfg := generate.DefaultConfig()
 	cfg.Persons, cfg.Events, cfg.Seed = 300, 10000, 21

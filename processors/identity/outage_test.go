@@ -90,6 +90,7 @@ func (r *privateRedis) stop() {
 // not-ready, and resume by itself when Redis is back, ending with every
 // valid event resolved exactly once and the grouping intact.
 func TestRedisOutagePausesWithoutLoss(t *testing.T) {
+	t.Parallel() // its own Redis; mostly waits out the outage
 	rds := startPrivateRedis(t)
 	s := newStage(t, 2)
 	svc := s.env.Services

@@ -316,6 +316,7 @@ func TestPipelineMatchesTruth(t *testing.T) { pipelineMatchesTruth(t, "") }
 // TestPipelineMatchesTruthOnRedisCluster is the same on a Redis Cluster
 // of three redis-server processes.
 func TestPipelineMatchesTruthOnRedisCluster(t *testing.T) {
+	t.Parallel() // its own Redis
 	pipelineMatchesTruth(t, testkit.StartRedisCluster(t, 3).URL())
 }
 

@@ -47,6 +47,7 @@ func topologyFile(t testing.TB) string {
 // gap or a repeat, the last one is what the read API returns, and the
 // scores count the same orders and revenue as the uninterrupted run's.
 func TestCrashRestartEqualsUninterrupted(t *testing.T) {
+	t.Parallel() // its own topics and keys; overlaps the cluster pipeline test
 	bin := testkit.CDPBinary(t)
 	const partitions = 3
 	cfg := generate.DefaultConfig()
