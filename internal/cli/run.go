@@ -17,6 +17,7 @@ import (
 	"github.com/streamcdp/streamcdp/internal/config"
 	"github.com/streamcdp/streamcdp/internal/processing"
 	"github.com/streamcdp/streamcdp/processors/identity"
+	"github.com/streamcdp/streamcdp/processors/warehouse"
 	"github.com/streamcdp/streamcdp/topology"
 )
 
@@ -40,11 +41,14 @@ type built struct {
 	journal    processing.Journal
 	deadLetter string
 	cleanup    func()
+	// tune, if set, adjusts the runtime's settings (a warehouse batches).
+	tune func(*processing.Config)
 }
 
 // builders construct the processors that exist so far, by name.
 var builders = map[string]func(ctx context.Context, d runDeps) (built, error){
-	"identity": buildIdentity,
+	"identity":  buildIdentity,
+	"warehouse": buildWarehouse,
 }
 
 func newRunCmd() *cobra.Command {
@@ -114,7 +118,7 @@ its partitions back without a rebalance.`,
 						return fmt.Errorf("no --instance and no host name: %w", err)
 					}
 				}
-				r, err := processing.New(processing.Config{
+				rc := processing.Config{
 					Name: name, Brokers: svc.KafkaBrokers, Group: spec.ConsumerGroup(svc.TopicPrefix), Inputs: inputs,
 					InstanceID: id, StaticMembership: instance != "",
 					// Transactional ids are global to the Kafka cluster: the
@@ -122,7 +126,11 @@ its partitions back without a rebalance.`,
 					TransactionalID: svc.TopicPrefix + "-" + name + "-" + id,
 					Journal:         b.journal, DeadLetterTopic: b.deadLetter, SessionTimeout: sessionTimeout,
 					Logger: log.Named(name), Metrics: metrics,
-				}, b.proc)
+				}
+				if b.tune != nil {
+					b.tune(&rc)
+				}
+				r, err := processing.New(rc, b.proc)
 				if err != nil {
 					return err
 				}
@@ -201,6 +209,18 @@ func buildIdentity(ctx context.Context, d runDeps) (built, error) {
 		return built{}, err
 	}
 	return built{proc: p, journal: p.Journal(), deadLetter: d.svc.Topic("events.dlq"), cleanup: cleanup}, nil
+}
+
+func buildWarehouse(ctx context.Context, d runDeps) (built, error) {
+	cfg, err := warehouse.ConfigFromEnv()
+	if err != nil {
+		return built{}, err
+	}
+	p, cleanup, err := warehouse.Open(ctx, d.svc, cfg, d.reg, d.log)
+	if err != nil {
+		return built{}, err
+	}
+	return built{proc: p, deadLetter: d.svc.Topic("events.dlq"), cleanup: cleanup, tune: p.Config().Tune}, nil
 }
 
 func envOr(key, def string) string {
