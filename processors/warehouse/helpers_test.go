@@ -293,4 +293,3 @@ func diffCounts(want, got map[string]int) []string {
 	slices.Sort(out)
 	return out
 }
-
