@@ -77,4 +77,8 @@ func (c Config) Tune(rc *processing.Config) {
 	rc.MaxTxnRecords = c.BatchRows
 	rc.MaxTxnBytes = c.BatchBytes
 	rc.HoldWhenCaughtUp = true
+	// A poll is never cut, so it must not exceed a batch either.
+	if rc.MaxPollRecords == 0 || rc.MaxPollRecords > c.BatchRows {
+		rc.MaxPollRecords = min(5000, c.BatchRows)
+	}
 }

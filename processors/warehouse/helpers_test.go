@@ -35,9 +35,15 @@ type stage struct {
 	group  string
 }
 
-func newStage(t testing.TB, partitions int32) *stage {
+func newStage(t testing.TB, partitions int32) *stage { return newStageOn(t, partitions, "") }
+
+// newStageOn is newStage on the ClickHouse dsn names (empty: the stack's).
+func newStageOn(t testing.TB, partitions int32, dsn string) *stage {
 	t.Helper()
 	env := testkit.New(t)
+	if dsn != "" {
+		env.Services.ClickHouseDSN = dsn
+	}
 	s := &stage{env: env, conn: env.ClickHouse(t), dsn: dsnWithDatabase(t, env.Services.ClickHouseDSN, env.ClickHouseDatabase()),
 		topics: warehouse.TopicsOf(env.Services), serde: schemas.NewSerde(env.Registry(t)),
 		group: env.Services.TopicPrefix + "-warehouse"}
