@@ -56,7 +56,9 @@ func startPrivateClickHouse(t *testing.T) *privateClickHouse {
 	return ch
 }
 
-func (c *privateClickHouse) dsn() string { return fmt.Sprintf("clickhouse://127.0.0.1:%d/default", c.tcp) }
+func (c *privateClickHouse) dsn() string {
+	return fmt.Sprintf("clickhouse://127.0.0.1:%d/default", c.tcp)
+}
 
 func (c *privateClickHouse) start() {
 	c.t.Helper()
