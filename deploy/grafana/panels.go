@@ -101,7 +101,7 @@ ORDER BY events DESC, type`,
 				Columns: []string{"type", "events"}},
 			{Key: "active_profiles", Title: "Active profiles per day", Kind: TimeSeries, W: 8, H: 8,
 				Description: "Distinct profile ids with at least one event that day (rollup profiles_active_daily).",
-				SQL: `SELECT toDateTime(day) AS time, uniqExactMerge(profiles) AS active_profiles
+				SQL: `SELECT toDateTime(day, 'UTC') AS time, uniqExactMerge(profiles) AS active_profiles
 FROM profiles_active_daily
 WHERE $__dateFilter(day)
 GROUP BY day
@@ -109,7 +109,7 @@ ORDER BY day`,
 				Columns: []string{"time", "active_profiles"}},
 			{Key: "new_profiles", Title: "New profiles per day", Kind: BarChart, W: 8, H: 8,
 				Description: "Surviving profiles whose first event (over all the profiles merged into them) falls on that day.",
-				SQL: `SELECT toDateTime(toDate(first)) AS time, count() AS new_profiles
+				SQL: `SELECT toDateTime(toDate(first), 'UTC') AS time, count() AS new_profiles
 FROM (` + profileActivity + `)
 WHERE $__timeFilter(first)
 GROUP BY time
@@ -152,7 +152,7 @@ ORDER BY time`,
 				Description: "Members of each segment at the end of each day: the running sum of entries minus exits since the first change.",
 				SQL: `SELECT time, segment, members
 FROM (
-  SELECT toDateTime(day) AS time, segment,
+  SELECT toDateTime(day, 'UTC') AS time, segment,
     sum(toInt64(sum(entered)) - toInt64(sum(exited))) OVER (PARTITION BY segment ORDER BY day) AS members
   FROM segment_sizes_daily
   GROUP BY day, segment
@@ -169,7 +169,7 @@ ORDER BY members DESC, segment`,
 				Columns: []string{"segment", "members"}},
 			{Key: "segment_flows", Title: "Entered and exited", Kind: BarChart, W: 16, H: 8,
 				Description: "Profiles entering and leaving each segment per day.",
-				SQL: `SELECT toDateTime(day) AS time, segment, sum(entered) AS entered, sum(exited) AS exited
+				SQL: `SELECT toDateTime(day, 'UTC') AS time, segment, sum(entered) AS entered, sum(exited) AS exited
 FROM segment_sizes_daily
 WHERE $__dateFilter(day)
 GROUP BY day, segment
@@ -194,13 +194,12 @@ ORDER BY stage`,
 		Panels: []Panel{
 			{Key: "orders_summary", Title: "Orders, revenue, average order", Kind: Stat, W: 24, H: 4,
 				Description: "Orders, revenue and average order value in the range.",
-				SQL: `SELECT count() AS orders, round(sum(revenue), 2) AS revenue, round(avg(revenue), 2) AS average_order_value
-FROM orders
-WHERE $__timeFilter(time)`,
+				SQL: `SELECT orders, round(total, 2) AS revenue, round(total / orders, 2) AS average_order_value
+FROM (SELECT count() AS orders, sum(revenue) AS total FROM orders WHERE $__timeFilter(time))`,
 				Columns: []string{"orders", "revenue", "average_order_value"}},
 			{Key: "revenue_per_day", Title: "Revenue per day", Kind: BarChart, W: 12, H: 8,
 				Description: "Revenue and orders per day and currency (rollup revenue_daily).",
-				SQL: `SELECT toDateTime(day) AS time, currency, round(sum(revenue), 2) AS revenue, sum(orders) AS orders
+				SQL: `SELECT toDateTime(day, 'UTC') AS time, currency, round(sum(revenue), 2) AS revenue, sum(orders) AS orders
 FROM revenue_daily
 WHERE $__dateFilter(day)
 GROUP BY day, currency
@@ -262,13 +261,16 @@ ORDER BY type, value`,
 				Columns: []string{"type", "value", "first_seen", "last_seen"}},
 			{Key: "traits", Title: "Traits and features", Kind: Table, W: 12, H: 9,
 				Description: "Latest value of every trait (JSON) and feature (from profile changes).",
-				SQL: `SELECT 'trait' AS kind, name, argMax(value, version) AS value, max(time) AS updated
-FROM profile_traits WHERE profile_id IN ` + aliases + `
-GROUP BY name HAVING value IS NOT NULL
-UNION ALL
-SELECT 'feature' AS kind, name, argMax(coalesce(label, toString(number)), version) AS value, max(time) AS updated
-FROM profile_features WHERE profile_id IN ` + aliases + `
-GROUP BY name HAVING value IS NOT NULL
+				SQL: `SELECT kind, name, value, updated
+FROM (
+  SELECT 'trait' AS kind, name, argMax(value, version) AS value, max(time) AS updated
+  FROM profile_traits WHERE profile_id IN ` + aliases + `
+  GROUP BY name HAVING value IS NOT NULL
+  UNION ALL
+  SELECT 'feature' AS kind, name, argMax(coalesce(label, toString(number)), version) AS value, max(time) AS updated
+  FROM profile_features WHERE profile_id IN ` + aliases + `
+  GROUP BY name HAVING value IS NOT NULL
+)
 ORDER BY kind, name`,
 				Columns: []string{"kind", "name", "value", "updated"}},
 			{Key: "segments_now", Title: "Segments now", Kind: Table, W: 8, H: 8,

@@ -128,7 +128,7 @@ func (s *stage) waitConsumed(t testing.TB, timeout time.Duration) {
 	t.Helper()
 	adm := s.env.Admin(t)
 	deadline := time.Now().Add(timeout)
-	inputs := []string{s.topics.Resolved, s.topics.Merges, s.topics.Membership, s.topics.Changes}
+	inputs := []string{s.topics.Resolved, s.topics.Merges, s.topics.Membership, s.topics.Changes, s.topics.DeadLetters}
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		ends, err := adm.ListEndOffsets(ctx, inputs...)
