@@ -130,9 +130,11 @@ var macros = map[string]func(q Query, args []string) (string, error){
 	"interval_s": func(q Query, _ []string) (string, error) { return fmt.Sprint(intervalSeconds(q)), nil },
 }
 
-func dateTime(t time.Time) string   { return fmt.Sprintf("toDateTime(%d)", t.Unix()) }
-func dateTime64(t time.Time) string { return fmt.Sprintf("fromUnixTimestamp64Milli(%d)", t.UnixMilli()) }
-func date(t time.Time) string       { return fmt.Sprintf("toDate('%s')", t.UTC().Format("2006-01-02")) }
+func dateTime(t time.Time) string { return fmt.Sprintf("toDateTime(%d)", t.Unix()) }
+func dateTime64(t time.Time) string {
+	return fmt.Sprintf("fromUnixTimestamp64Milli(%d)", t.UnixMilli())
+}
+func date(t time.Time) string { return fmt.Sprintf("toDate('%s')", t.UTC().Format("2006-01-02")) }
 
 // intervalSeconds is the interval in whole seconds, at least 1.
 func intervalSeconds(q Query) int64 { return int64(math.Max(q.Interval.Seconds(), 1)) }

@@ -726,7 +726,9 @@ func panelChecks(w *world, q grafana.Query) map[string]func() [][]any {
 				ids = append(ids, id)
 			}
 			round := func(f float64) float64 { return math.Round(f*100) / 100 }
-			slices.SortFunc(ids, func(a, b string) int { return cmp.Or(cmp.Compare(round(m[b].revenue), round(m[a].revenue)), strings.Compare(a, b)) })
+			slices.SortFunc(ids, func(a, b string) int {
+				return cmp.Or(cmp.Compare(round(m[b].revenue), round(m[a].revenue)), strings.Compare(a, b))
+			})
 			var rows [][]any
 			for _, id := range ids[:min(10, len(ids))] {
 				rows = append(rows, []any{id, m[id].name, m[id].category, m[id].units, m[id].revenue})
