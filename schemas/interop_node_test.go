@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
@@ -21,10 +20,6 @@ import (
 	"github.com/streamcdp/streamcdp/internal/validate"
 	"github.com/streamcdp/streamcdp/schemas"
 )
-
-// nodeClientDir is the independent Node producer (kafkajs +
-// @kafkajs/confluent-schema-registry), relative to this package.
-var nodeClientDir = filepath.Join("..", "testdata", "clients", "node")
 
 // nodeSummary is what produce.js prints on stdout.
 type nodeSummary struct {
@@ -126,46 +121,6 @@ func nodeExpectedEvents() []nodeExpected {
 	}
 }
 
-// nodeTools finds node and npm, skipping on a laptop without them and
-// failing under CI, where the Node interop test must run.
-func nodeTools(t *testing.T) {
-	t.Helper()
-	for _, tool := range []string{"node", "npm"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			msg := tool + " not found on PATH: the Node interop test needs Node.js 18+ and npm"
-			if testkit.InCI() {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
-		}
-	}
-}
-
-// nodeNpmCI installs the Node client's dependencies from its lockfile when
-// node_modules is missing or older than package-lock.json.
-func nodeNpmCI(t *testing.T, dir string) {
-	t.Helper()
-	lock, err := os.Stat(filepath.Join(dir, "package-lock.json"))
-	if err != nil {
-		t.Fatalf("the Node client has no lockfile: %v", err)
-	}
-	// npm ci writes node_modules/.package-lock.json last.
-	installed, err := os.Stat(filepath.Join(dir, "node_modules", ".package-lock.json"))
-	if err == nil && !installed.ModTime().Before(lock.ModTime()) {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	start := time.Now()
-	cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund")
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
-	}
-	t.Logf("npm ci in %s took %s", dir, time.Since(start).Round(time.Millisecond))
-}
-
 // runNodeProducer runs produce.js against the stack and returns its summary.
 func runNodeProducer(t *testing.T, dir, brokers, registry, topic, schemaPath string) nodeSummary {
 	t.Helper()
@@ -192,18 +147,12 @@ func runNodeProducer(t *testing.T, dir, brokers, registry, topic, schemaPath str
 // validation accepts them.
 func TestNodeProducerInterop(t *testing.T) {
 	env := testkit.New(t)
-	nodeTools(t)
+	dir := testkit.NodeClient(t)
 	topic := env.Topic(t, "events.raw", 1)
-
-	dir, err := filepath.Abs(nodeClientDir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	schemaPath, err := filepath.Abs("event.avsc")
 	if err != nil {
 		t.Fatal(err)
 	}
-	nodeNpmCI(t, dir)
 
 	before := time.Now()
 	sum := runNodeProducer(t, dir, strings.Join(env.Services.KafkaBrokers, ","), env.Services.SchemaRegistryURL, topic, schemaPath)

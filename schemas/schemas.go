@@ -32,6 +32,8 @@ var (
 	SegmentMembershipSchema string
 	//go:embed recommendation.avsc
 	RecommendationSchema string
+	//go:embed customer_scores.avsc
+	CustomerScoresSchema string
 )
 
 // Namespace is the Avro namespace of every StreamCDP schema.

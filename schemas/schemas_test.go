@@ -17,6 +17,7 @@ var published = map[string]string{
 	"profile_change.avsc":     schemas.ProfileChangeSchema,
 	"segment_membership.avsc": schemas.SegmentMembershipSchema,
 	"recommendation.avsc":     schemas.RecommendationSchema,
+	"customer_scores.avsc":    schemas.CustomerScoresSchema,
 }
 
 // Every published schema must be valid plain Avro in our namespace, and

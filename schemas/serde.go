@@ -59,6 +59,9 @@ type writerSchema struct {
 	// they are (see EncodeResolvedFrom); computed on first use.
 	spliceOnce sync.Once
 	splice     bool
+	// Whether the schema is this build's profile_change.avsc, which the
+	// hand-written decoder reads.
+	currentChange bool
 }
 
 // flight is one in-progress registry call that concurrent callers share.
@@ -344,6 +347,7 @@ func newWriterSchema(id int, text string, node *avroNode, codec *goavro.Codec) *
 	}
 	w.event = dec
 	w.resolved, w.resolvedErr = compileResolved(id, node)
+	w.currentChange = codec.CanonicalSchema() == profileChangeCanonical
 	return w
 }
 

@@ -31,7 +31,8 @@ func TestDefaultValidates(t *testing.T) {
 	for _, tp := range top.Topics {
 		names = append(names, tp.Name)
 	}
-	want := []string{"events.raw", "events.resolved", "identity.merges", "events.dlq", "profiles.changes", "segments.membership"}
+	want := []string{"events.raw", "events.resolved", "identity.merges", "events.dlq", "profiles.changes", "features.fold", "segments.membership", "segments.audiences",
+		"recommendations", "profiles.scores", "recommend.orders"}
 	if !slices.Equal(names, want) {
 		t.Errorf("topics = %v, want %v", names, want)
 	}

@@ -20,6 +20,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/streamcdp/streamcdp/processors/features/definition"
+	"github.com/streamcdp/streamcdp/processors/segments/rules"
 )
 
 //go:embed topology.yaml
@@ -39,6 +42,14 @@ type Topology struct {
 	Processors []Processor `yaml:"processors"`
 	// Identity holds the identity processor's rules.
 	Identity IdentitySpec `yaml:"identity"`
+	// Features are the feature definitions of the features processor
+	// (see processors/features/definition).
+	Features definition.Spec `yaml:"features"`
+	// Segments are the segment definitions of the segments processor (see
+	// processors/segments/rules).
+	Segments rules.Spec `yaml:"segments"`
+	// Recommend tunes the recommend processor.
+	Recommend RecommendSpec `yaml:"recommend"`
 
 	// Warnings are problems that do not stop the topology from working,
 	// such as a topic that nothing reads or writes.
@@ -93,6 +104,31 @@ type IdentitySpec struct {
 	DedupShards int `yaml:"dedup_shards"`
 	// Custom identifiers are taken from event fields.
 	Custom []CustomIdentifierSpec `yaml:"custom"`
+}
+
+// RecommendSpec tunes the recommend processor (processors/recommend, which
+// documents the defaults). Every field is optional.
+type RecommendSpec struct {
+	// K is the number of items recommended per profile.
+	K int `yaml:"k"`
+	// ExcludeBought leaves items the profile bought out of its list.
+	ExcludeBought bool `yaml:"exclude_bought"`
+	// Mix weighs repeat items, next-basket and bought-together associations.
+	Mix *RecommendMix `yaml:"mix"`
+	// SessionWindow is how long a product view counts as the session's
+	// (a Go duration).
+	SessionWindow string `yaml:"session_window"`
+	// RefitInterval is how often the score models are fitted again (a Go
+	// duration).
+	RefitInterval string `yaml:"refit_interval"`
+}
+
+// RecommendMix weighs the parts of a recommendation score (see
+// internal/ml/assoc); only their ratios matter.
+type RecommendMix struct {
+	Repeat   float64 `yaml:"repeat"`
+	Next     float64 `yaml:"next"`
+	Together float64 `yaml:"together"`
 }
 
 // CustomIdentifierSpec names an identifier type and the event field it is

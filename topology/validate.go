@@ -2,11 +2,15 @@ package topology
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/streamcdp/streamcdp/processors/features/definition"
+	"github.com/streamcdp/streamcdp/processors/segments/rules"
 )
 
 // Problem is one thing wrong in a topology file and where it is, so that an
@@ -157,6 +161,17 @@ func (t *Topology) validate() (problems, warnings []Problem) {
 			v.errorf("identity.dedup_window", "identity.dedup_window: %q is not a duration of at least 1s (such as 24h)", w)
 		}
 	}
+	for key, w := range map[string]string{"recommend.session_window": t.Recommend.SessionWindow, "recommend.refit_interval": t.Recommend.RefitInterval} {
+		if d, err := time.ParseDuration(w); w != "" && (err != nil || d < time.Second) {
+			v.errorf(key, "%s: %q is not a duration of at least 1s (such as 1h)", key, w)
+		}
+	}
+	if r := t.Recommend; r.K < 0 {
+		v.errorf("recommend.k", "recommend.k: %d items; must not be negative (0 keeps the default)", r.K)
+	}
+	if m := t.Recommend.Mix; m != nil && (m.Repeat < 0 || m.Next < 0 || m.Together < 0 || m.Repeat+m.Next+m.Together == 0) {
+		v.errorf("recommend.mix", "recommend.mix: %+v needs a positive weight and no negative one", *m)
+	}
 	for i, c := range t.Identity.Custom {
 		p := fmt.Sprintf("identity.custom[%d]", i)
 		if c.Type == "" {
@@ -171,6 +186,28 @@ func (t *Topology) validate() (problems, warnings []Problem) {
 		if !ok {
 			v.errorf(p+".path", "custom identifier %q: path %q must be traits.X, context.traits.X, properties.X or context.extra.X", c.Type, c.Path)
 		}
+	}
+	if fold, ok := t.Topic("features.fold"); ok {
+		if res, ok := t.Topic("events.resolved"); ok && fold.Partitions != res.Partitions {
+			for i, tp := range t.Topics {
+				if tp.Name == "features.fold" {
+					v.errorf(fmt.Sprintf("topics[%d].partitions", i), "features.fold must have as many partitions as events.resolved (%d): the features processor co-partitions them", res.Partitions)
+				}
+			}
+		}
+	}
+	fset, err := definition.Compile(t.Features)
+	if err != nil {
+		var errs definition.Errors
+		if errors.As(err, &errs) {
+			for _, e := range errs {
+				v.errorf("features."+e.Path, "features.%s", e.Error())
+			}
+		} else {
+			v.errorf("features", "features: %v", err)
+		}
+	} else {
+		v.checkSegments(fset, produced)
 	}
 	for i, tp := range t.Topics {
 		if tp.Name != "" && !produced[tp.Name] && !consumed[tp.Name] {
@@ -306,4 +343,36 @@ func named(kind, name string) string {
 func declared(topics map[string]int, name string) bool {
 	_, ok := topics[name]
 	return ok
+}
+
+// checkSegments compiles the segment conditions against the features and
+// checks their topics.
+func (v *validator) checkSegments(fset *definition.Set, produced map[string]bool) {
+	t := v.t
+	if _, err := rules.Compile(t.Segments, fset); err != nil {
+		var errs rules.Errors
+		if errors.As(err, &errs) {
+			for _, e := range errs {
+				v.errorf("segments."+e.Path, "segments.%s", e.Error())
+			}
+		} else {
+			v.errorf("segments", "segments: %v", err)
+		}
+	}
+	for i, s := range t.Segments.Definitions {
+		if s.Topic == "" {
+			continue
+		}
+		p := fmt.Sprintf("segments.definitions[%d].topic", i)
+		if _, ok := t.Topic(s.Topic); !ok {
+			v.errorf(p, "segment %s: topic %q is not declared under topics", s.Name, s.Topic)
+		} else if !produced[s.Topic] {
+			v.errorf(p, "segment %s: topic %q is not among the segments processor's outputs", s.Name, s.Topic)
+		}
+	}
+	if t.Segments.AudienceEvents {
+		if _, ok := t.Topic("segments.audiences"); !ok {
+			v.errorf("segments.audience_events", "audience_events needs a segments.audiences topic")
+		}
+	}
 }

@@ -68,7 +68,7 @@ processors:
 			name: "unknown top-level key",
 			yaml: valid + "segmnts: []\n",
 			line: 13, col: 1,
-			want: []string{`unknown key "segmnts" in the top level`, "known keys: identity, processors, topics, version"},
+			want: []string{`unknown key "segmnts" in the top level`, `did you mean "segments"?`, "known keys: features, identity, processors, recommend, segments, topics, version"},
 		},
 		{
 			name: "unknown processor key",
@@ -445,18 +445,18 @@ func TestLoadMissingFile(t *testing.T) {
 	}
 }
 
-func TestIdentitySectionProblems(t *testing.T) {
+// sectionCase is a YAML section appended to a minimal valid topology and
+// the problem it must cause on line.
+type sectionCase struct {
+	name, yaml string
+	line       int
+	want       string
+}
+
+func checkSectionProblems(t *testing.T, cases []sectionCase) {
+	t.Helper()
 	base := "version: 1\ntopics:\n  - {name: a, partitions: 1, retention: 1d}\nprocessors:\n  - {name: p, inputs: [a]}\n"
-	for _, tc := range []struct {
-		name, yaml string
-		line       int
-		want       string
-	}{
-		{"bad window", "identity:\n  dedup_window: soon\n", 7, "dedup_window"},
-		{"short window", "identity:\n  dedup_window: 10ms\n", 7, "at least 1s"},
-		{"bad custom path", "identity:\n  custom:\n    - {type: loyalty_id, path: loyalty}\n", 8, "must be traits.X"},
-		{"typo", "identity:\n  priorty: [user_id]\n", 7, `did you mean "priority"`},
-	} {
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := topology.Parse([]byte(base+tc.yaml), "t.yaml")
 			var ve *topology.ValidationError
@@ -474,11 +474,37 @@ func TestIdentitySectionProblems(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestIdentitySectionProblems(t *testing.T) {
+	checkSectionProblems(t, []sectionCase{
+		{"bad window", "identity:\n  dedup_window: soon\n", 7, "dedup_window"},
+		{"short window", "identity:\n  dedup_window: 10ms\n", 7, "at least 1s"},
+		{"bad custom path", "identity:\n  custom:\n    - {type: loyalty_id, path: loyalty}\n", 8, "must be traits.X"},
+		{"typo", "identity:\n  priorty: [user_id]\n", 7, `did you mean "priority"`},
+	})
 	tp, err := topology.Default()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if tp.Identity.DedupWindow != "24h" || tp.Identity.Limits["user_id"] != 1 {
 		t.Errorf("default identity section = %+v", tp.Identity)
+	}
+}
+
+func TestRecommendSectionProblems(t *testing.T) {
+	checkSectionProblems(t, []sectionCase{
+		{"bad refit interval", "recommend:\n  refit_interval: hourly\n", 7, "recommend.refit_interval"},
+		{"short session window", "recommend:\n  session_window: 5ms\n", 7, "at least 1s"},
+		{"negative k", "recommend:\n  k: -1\n", 7, "must not be negative"},
+		{"empty mix", "recommend:\n  mix: {repeat: 0, next: 0}\n", 7, "positive weight"},
+		{"typo", "recommend:\n  exclude_boght: true\n", 7, `did you mean "exclude_bought"`},
+	})
+	tp, err := topology.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := tp.Recommend; r.K != 10 || r.ExcludeBought || r.RefitInterval != "1h" {
+		t.Errorf("default recommend section = %+v", r)
 	}
 }

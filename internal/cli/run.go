@@ -12,11 +12,15 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
 	"github.com/streamcdp/streamcdp/internal/config"
 	"github.com/streamcdp/streamcdp/internal/processing"
+	"github.com/streamcdp/streamcdp/processors/features"
 	"github.com/streamcdp/streamcdp/processors/identity"
+	"github.com/streamcdp/streamcdp/processors/recommend"
+	"github.com/streamcdp/streamcdp/processors/segments"
 	"github.com/streamcdp/streamcdp/processors/warehouse"
 	"github.com/streamcdp/streamcdp/topology"
 )
@@ -40,6 +44,7 @@ type built struct {
 	proc       processing.Processor
 	journal    processing.Journal
 	deadLetter string
+	kafkaOpts  []kgo.Opt
 	cleanup    func()
 	// tune, if set, adjusts the runtime's settings (a warehouse batches).
 	tune func(*processing.Config)
@@ -49,6 +54,9 @@ type built struct {
 var builders = map[string]func(ctx context.Context, d runDeps) (built, error){
 	"identity":  buildIdentity,
 	"warehouse": buildWarehouse,
+	"features":  buildFeatures,
+	"segments":  buildSegments,
+	"recommend": buildRecommend,
 }
 
 func newRunCmd() *cobra.Command {
@@ -112,6 +120,10 @@ its partitions back without a rebalance.`,
 				for i, in := range spec.Inputs {
 					inputs[i] = svc.Topic(in)
 				}
+				codec, err := svc.Compression()
+				if err != nil {
+					return err
+				}
 				id := instance
 				if id == "" {
 					if id, err = os.Hostname(); err != nil {
@@ -126,6 +138,7 @@ its partitions back without a rebalance.`,
 					TransactionalID: svc.TopicPrefix + "-" + name + "-" + id,
 					Journal:         b.journal, DeadLetterTopic: b.deadLetter, SessionTimeout: sessionTimeout,
 					Logger: log.Named(name), Metrics: metrics,
+					KafkaOpts: append([]kgo.Opt{kgo.ProducerBatchCompression(codec)}, b.kafkaOpts...),
 				}
 				if b.tune != nil {
 					b.tune(&rc)
@@ -221,6 +234,30 @@ func buildWarehouse(ctx context.Context, d runDeps) (built, error) {
 		return built{}, err
 	}
 	return built{proc: p, deadLetter: d.svc.Topic("events.dlq"), cleanup: cleanup, tune: p.Config().Tune}, nil
+}
+
+func buildFeatures(ctx context.Context, d runDeps) (built, error) {
+	p, cleanup, err := features.Open(ctx, d.svc, d.topo, d.metrics, d.reg, d.log)
+	if err != nil {
+		return built{}, err
+	}
+	return built{proc: p, journal: p.Journal(), deadLetter: d.svc.Topic("events.dlq"), kafkaOpts: p.KafkaOpts(), cleanup: cleanup}, nil
+}
+
+func buildSegments(ctx context.Context, d runDeps) (built, error) {
+	p, cleanup, err := segments.Open(ctx, d.svc, d.topo, d.metrics, d.reg, d.log)
+	if err != nil {
+		return built{}, err
+	}
+	return built{proc: p, journal: p.Journal(), deadLetter: d.svc.Topic("events.dlq"), kafkaOpts: p.KafkaOpts(), cleanup: cleanup}, nil
+}
+
+func buildRecommend(ctx context.Context, d runDeps) (built, error) {
+	p, cleanup, err := recommend.Open(ctx, d.svc, d.topo.Recommend, d.metrics, d.reg, d.log)
+	if err != nil {
+		return built{}, err
+	}
+	return built{proc: p, journal: p.Journal(), deadLetter: d.svc.Topic("events.dlq"), cleanup: cleanup}, nil
 }
 
 func envOr(key, def string) string {

@@ -27,6 +27,11 @@ type Services struct {
 	// TopicPrefix is prepended with a dot to every logical topic name
 	// ("events.raw" becomes "cdp.events.raw").
 	TopicPrefix string `env:"CDP_TOPIC_PREFIX" envDefault:"cdp"`
+	// KafkaCompression is the codec the processors compress their outputs
+	// with: snappy (the default: cheap, and read by Java, librdkafka, Go and
+	// Python clients out of the box), gzip (also read by KafkaJS without a
+	// codec package), lz4, zstd or none.
+	KafkaCompression string `env:"CDP_KAFKA_COMPRESSION" envDefault:"snappy"`
 }
 
 // Load reads Services from the environment, applying defaults.
@@ -40,6 +45,9 @@ func Load() (Services, error) {
 
 // Validate reports settings that cannot work.
 func (s Services) Validate() error {
+	if _, err := s.Compression(); err != nil {
+		return err
+	}
 	if len(s.KafkaBrokers) == 0 || strings.TrimSpace(s.KafkaBrokers[0]) == "" {
 		return fmt.Errorf("CDP_KAFKA_BROKERS is empty: set it to host:port[,host:port]")
 	}

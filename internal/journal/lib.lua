@@ -41,6 +41,23 @@ function J.begin(ki, ai)
   return ai + 10
 end
 
+-- Timers of a script that journals its own step: kind 'w' (wall clock) or
+-- 's' (stream time); a key lives in one of the two sets.
+function J.settimer(kind, key, due)
+  if kind == 'w' then
+    redis.call('ZREM', J.s, key)
+    redis.call('ZADD', J.w, due, key)
+  else
+    redis.call('ZREM', J.w, key)
+    redis.call('ZADD', J.s, due, key)
+  end
+end
+
+function J.deltimer(key)
+  redis.call('ZREM', J.w, key)
+  redis.call('ZREM', J.s, key)
+end
+
 function J.receipt(offset, blob)
   J.fields[#J.fields + 1] = offset
   J.fields[#J.fields + 1] = blob

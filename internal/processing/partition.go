@@ -135,6 +135,17 @@ func (pt *ptask) open(ctx context.Context) error {
 			return err
 		}
 	}
+	if tc := pt.tc; len(tc.out) > 0 || len(tc.writes) > 0 || len(tc.custom) > 0 {
+		return errors.New("a task's Open must not emit or write: only timers may be set")
+	}
+	if tc := pt.tc; len(tc.setTimers) > 0 || len(tc.delTimers) > 0 {
+		// Timers Open set (a task waking itself up for work of its own,
+		// such as a backfill) are journaled now, as a step of their own.
+		st := pt.newStep(StepTimers)
+		if err := pt.apply(ctx, st); err != nil {
+			return fmt.Errorf("journaling the timers Open set: %w", err)
+		}
+	}
 	pt.log.Debug("task opened", zap.Int64("committed", pt.committed), zap.Int64("seq", pt.seq), zap.Int64("applied", pt.applied),
 		zap.Int("pending", len(pt.replay)), zap.Int64("epoch", pt.epoch))
 	return nil
@@ -336,6 +347,9 @@ func (pt *ptask) process(ctx context.Context, recs []*kgo.Record) (err error) {
 				return errors.New("a Replayer journals its own steps: Write and timers are for OnTimer only")
 			}
 			pt.seq = tc.custom[len(tc.custom)-1].Seq
+			for _, st := range tc.custom {
+				pt.noteTimers(st.SetTimers)
+			}
 			tc.custom = tc.custom[:0]
 		} else {
 			st := pt.newStep(StepRecords)
@@ -452,7 +466,15 @@ func (pt *ptask) apply(ctx context.Context, st *Step) error {
 		return err
 	}
 	pt.seq = st.Seq
-	for _, t := range st.SetTimers {
+	pt.noteTimers(st.SetTimers)
+	tc := pt.tc
+	tc.writes, tc.setTimers, tc.delTimers = tc.writes[:0], tc.setTimers[:0], tc.delTimers[:0]
+	return nil
+}
+
+// noteTimers moves the next firing earlier for timers a step set.
+func (pt *ptask) noteTimers(ts []Timer) {
+	for _, t := range ts {
 		ms := t.At.UnixMilli()
 		switch t.Kind {
 		case WallClock:
@@ -465,9 +487,6 @@ func (pt *ptask) apply(ctx context.Context, st *Step) error {
 			}
 		}
 	}
-	tc := pt.tc
-	tc.writes, tc.setTimers, tc.delTimers = tc.writes[:0], tc.setTimers[:0], tc.delTimers[:0]
-	return nil
 }
 
 // replayRecord handles a record whose effects are in the store: its
@@ -568,15 +587,28 @@ func (pt *ptask) fireTimers(ctx context.Context) (err error) {
 		}
 	}()
 	if err := pt.task.(TimerHandler).OnTimer(ctx, tc, due); err != nil {
+		tc.custom = tc.custom[:0]
 		return err
 	}
-	st := pt.newStep(StepTimers)
-	st.Fired = due
-	st.Outputs = tc.out[mark:]
-	// Until the step is written, the next timers are the ones left.
-	pt.nextTimer, pt.nextStream = nextWall, nextStream
-	if err := pt.apply(ctx, st); err != nil {
-		return err
+	if n := len(tc.custom); n > 0 {
+		// The task journaled the firing itself (BeginTimerStep).
+		st := tc.custom[n-1]
+		tc.custom = tc.custom[:0]
+		if n != 1 || st.Kind != StepTimers || len(st.Outputs) != len(tc.out)-mark {
+			return fmt.Errorf("OnTimer journaled %d steps with %d outputs, emitted %d: want one BeginTimerStep whose Outputs are what it emitted", n, len(st.Outputs), len(tc.out)-mark)
+		}
+		pt.seq = st.Seq
+		pt.nextTimer, pt.nextStream = nextWall, nextStream
+		pt.noteTimers(st.SetTimers)
+	} else {
+		st := pt.newStep(StepTimers)
+		st.Fired = due
+		st.Outputs = tc.out[mark:]
+		// Until the step is written, the next timers are the ones left.
+		pt.nextTimer, pt.nextStream = nextWall, nextStream
+		if err := pt.apply(ctx, st); err != nil {
+			return err
+		}
 	}
 	pt.doneSeq = pt.seq
 	pt.dirty = true

@@ -31,7 +31,8 @@ type Processor interface {
 // goroutine at a time.
 type Task interface {
 	// Open prepares the task before its first record: load state, check
-	// the store. tc.Committed says where processing resumes.
+	// the store. tc.Committed says where processing resumes. It may set
+	// timers (they are journaled when it returns) but not emit or write.
 	Open(ctx context.Context, tc *TaskContext) error
 	// Process handles records of the partition in offset order. Outputs
 	// go through tc.Emit; effects through the journal (tc.Write, timers,
@@ -264,7 +265,8 @@ func (tc *TaskContext) RequestCommit() { tc.commitReq = true }
 // must write one receipt per offset. Steps of one Process call must cover
 // its records in order, without gaps; if Process returns an error, some of
 // them may have been applied, and the runner reopens the task from the
-// store.
+// store. Timers the script sets (J.settimer) go in the step's SetTimers, so
+// that the runner fires them on time.
 func (tc *TaskContext) BeginStep(first, last int64) *Step {
 	pt := tc.pt
 	if pt.r.cfg.Journal == nil {
@@ -281,6 +283,27 @@ func (tc *TaskContext) BeginStep(first, last int64) *Step {
 	if pt.repairing {
 		s.Kind = StepRepair
 	}
+	tc.custom = append(tc.custom, s)
+	return s
+}
+
+// BeginTimerStep is BeginStep for the OnTimer of a task that journals its
+// own steps: the step removes the fired timers (the script must remove them
+// too, with the journal library's J.deltimer) and journals its outputs, so
+// a replay produces them again at the position where the timers fired. The
+// task sets Outputs to exactly what it emits in this OnTimer call before it
+// passes the step to its script (journal.StepArgs), and may set SetTimers
+// (its script sets them with J.settimer) so that the runner knows when to
+// fire next. When OnTimer returns without having called BeginTimerStep, the
+// runner journals the firing itself, as for any task.
+func (tc *TaskContext) BeginTimerStep(fired []Timer) *Step {
+	pt := tc.pt
+	if pt.r.cfg.Journal == nil {
+		panic("processing: BeginTimerStep needs a Journal")
+	}
+	s := pt.newStep(StepTimers)
+	s.Writes, s.SetTimers, s.DelTimers = nil, nil, nil
+	s.Fired = fired
 	tc.custom = append(tc.custom, s)
 	return s
 }

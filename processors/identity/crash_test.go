@@ -2,13 +2,10 @@ package identity_test
 
 import (
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -18,18 +15,6 @@ import (
 	"github.com/streamcdp/streamcdp/internal/generate"
 	"github.com/streamcdp/streamcdp/internal/testkit"
 )
-
-// processEnv is the environment that points a `cdp run` process at s.
-func (s *stage) processEnv() []string {
-	sv := s.env.Services
-	return append(os.Environ(),
-		"CDP_KAFKA_BROKERS="+strings.Join(sv.KafkaBrokers, ","),
-		"CDP_SCHEMA_REGISTRY_URL="+sv.SchemaRegistryURL,
-		"CDP_REDIS_URL="+sv.RedisURL,
-		"CDP_CLICKHOUSE_DSN="+sv.ClickHouseDSN,
-		"CDP_TOPIC_PREFIX="+sv.TopicPrefix,
-	)
-}
 
 // committedTotal is how many raw records the identity group has committed.
 func (s *stage) committedTotal(t testing.TB, adm *kadm.Client) int64 {
@@ -60,7 +45,7 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) { crashRestartEqualsUnint
 // TestCrashRestartOnRedisCluster is the same on a Redis Cluster of three
 // redis-server processes.
 func TestCrashRestartOnRedisCluster(t *testing.T) {
-	crashRestartEqualsUninterrupted(t, startPrivateCluster(t, 3).url())
+	crashRestartEqualsUninterrupted(t, testkit.StartRedisCluster(t, 3).URL())
 }
 
 func crashRestartEqualsUninterrupted(t *testing.T, redisURL string) {
@@ -95,28 +80,31 @@ func crashRestartEqualsUninterrupted(t *testing.T, redisURL string) {
 	total := int64(len(truth.InvalidEvents) + truth.Counts.Valid + len(truth.DuplicateMessageIDs))
 	logs := filepath.Join(t.TempDir(), "identity.log")
 	kills, runs := 0, 0
-	deadline := time.Now().Add(3 * time.Minute)
+	deadline := time.Now().Add(6 * time.Minute)
 	for {
 		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %d runs and %d kills; log in %s", runs, kills, logs)
+			b, _ := os.ReadFile(logs)
+			t.Fatalf("gave up after %d runs and %d kills; the log ends:\n%s", runs, kills, testkit.Tail(string(b), 40))
 		}
 		logf, err := os.OpenFile(logs, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ops := freeAddr(t)
+		ops := testkit.FreeAddr(t)
 		cmd := exec.Command(bin, "run", "identity", "--instance", "crash-test", "--metrics-addr", ops)
-		cmd.Env, cmd.Stdout, cmd.Stderr = crash.processEnv(), logf, logf
+		cmd.Env, cmd.Stdout, cmd.Stderr = crash.env.ProcessEnv(), logf, logf
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		runs++
 		if kills < 6 {
+			// Measured before feeding: a fast run may commit the whole chunk
+			// before a later look.
+			before := crash.committedTotal(t, adm)
 			feed()
 			// Kill once the process has made progress, at a random moment
 			// within its batches, so every kill hits a different point of
 			// the poll, apply, produce, commit cycle.
-			before := crash.committedTotal(t, adm)
 			for c := crash.committedTotal(t, adm); c == before && c < total && time.Since(deadline) < 0; c = crash.committedTotal(t, adm) {
 				time.Sleep(5 * time.Millisecond)
 			}
@@ -134,11 +122,11 @@ func crashRestartEqualsUninterrupted(t *testing.T, redisURL string) {
 		crash.waitConsumed(t, 2*time.Minute)
 		// SIGTERM before the process installed its handler would kill it
 		// outright: wait until it serves /healthz.
-		waitHealthy(t, ops)
+		testkit.WaitHealthy(t, ops)
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		if err := cmd.Wait(); err != nil {
 			b, _ := os.ReadFile(logs)
-			t.Fatalf("cdp run identity after SIGTERM: %v\n%s", err, tail(string(b), 30))
+			t.Fatalf("cdp run identity after SIGTERM: %v\n%s", err, testkit.Tail(string(b), 30))
 		}
 		logf.Close()
 		break
@@ -180,39 +168,4 @@ func crashRestartEqualsUninterrupted(t *testing.T, redisURL string) {
 		t.Errorf("groupings differ")
 	}
 	t.Logf("%d runs, %d SIGKILLs: %d resolved messages and %d identifiers identical to the uninterrupted run", runs, kills, len(got), len(a))
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func waitHealthy(t *testing.T, addr string) {
-	t.Helper()
-	for i := 0; ; i++ {
-		resp, err := http.Get("http://" + addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if i > 300 {
-			t.Fatalf("cdp run never served /healthz on %s", addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -200,26 +200,7 @@ func (s *stage) waitConsumed(t testing.TB, timeout time.Duration) {
 // returning records (transaction markers make offsets useless for this).
 func (s *stage) readAll(t testing.TB, topic string) []*kgo.Record {
 	t.Helper()
-	ctx := testkit.Context(t)
-	cl := s.env.Kafka(t, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
-	var out []*kgo.Record
-	for idle := 0; idle < 3; {
-		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		fs := cl.PollFetches(pctx)
-		cancel()
-		if ctx.Err() != nil {
-			t.Fatalf("reading %s: %v", topic, ctx.Err())
-		}
-		n := 0
-		fs.EachRecord(func(r *kgo.Record) { out = append(out, r); n++ })
-		if n == 0 {
-			idle++
-		} else {
-			idle = 0
-		}
-	}
-	return out
+	return s.env.ReadAll(t, topic)
 }
 
 // resolvedByMessage decodes the resolved topic into message id -> profile
@@ -335,7 +316,7 @@ func TestPipelineMatchesTruth(t *testing.T) { pipelineMatchesTruth(t, "") }
 // TestPipelineMatchesTruthOnRedisCluster is the same on a Redis Cluster
 // of three redis-server processes.
 func TestPipelineMatchesTruthOnRedisCluster(t *testing.T) {
-	pipelineMatchesTruth(t, startPrivateCluster(t, 3).url())
+	pipelineMatchesTruth(t, testkit.StartRedisCluster(t, 3).URL())
 }
 
 func pipelineMatchesTruth(t *testing.T, redisURL string) {

@@ -203,3 +203,59 @@ func (h *History) Baskets(profile string) int {
 
 // Profiles returns the number of profiles with a history.
 func (h *History) Profiles() int { return len(h.profiles) }
+
+// ProfileState is one profile's history in a form that can be stored and
+// loaded again exactly (the recommend processor keeps it in Redis between
+// events): Import(Export(p)) gives a profile that answers every query and
+// takes every later basket exactly as the original would.
+type ProfileState struct {
+	Items []ItemState `json:"i"`
+	// Baskets is the number of baskets; BasketWeight their decayed number
+	// as of BasketAt (Unix ns).
+	Baskets      int     `json:"b"`
+	BasketWeight float64 `json:"w"`
+	BasketAt     int64   `json:"a"`
+	// Last is the latest basket by arrival.
+	Last []string `json:"l,omitempty"`
+}
+
+// ItemState is one remembered item of a ProfileState.
+type ItemState struct {
+	Item  string `json:"n"`
+	Count int    `json:"c"`
+	// Weight is the decayed count as of At; Last the latest purchase (both
+	// Unix ns).
+	Weight float64 `json:"w"`
+	At     int64   `json:"a"`
+	Last   int64   `json:"t"`
+}
+
+// Export returns profile's history, items sorted by name so equal
+// histories export equally; ok is false for an unknown profile.
+func (h *History) Export(profile string) (s ProfileState, ok bool) {
+	p := h.profiles[profile]
+	if p == nil {
+		return ProfileState{}, false
+	}
+	s = ProfileState{Items: make([]ItemState, 0, len(p.items)), Baskets: p.baskets, BasketWeight: p.bweight, BasketAt: p.bat,
+		Last: slices.Clone(p.last)}
+	for name, e := range p.items {
+		s.Items = append(s.Items, ItemState{Item: name, Count: e.count, Weight: e.weight, At: e.at, Last: e.last})
+	}
+	slices.SortFunc(s.Items, func(a, b ItemState) int { return cmp.Compare(a.Item, b.Item) })
+	return s, true
+}
+
+// Import replaces profile's history with s (from Export). Items beyond
+// MaxItems are not evicted until the next basket.
+func (h *History) Import(profile string, s ProfileState) {
+	p := &profileHistory{items: make(map[string]*histEntry, len(s.Items)), baskets: s.Baskets, bweight: s.BasketWeight,
+		bat: s.BasketAt, last: slices.Clone(s.Last)}
+	for _, it := range s.Items {
+		p.items[it.Item] = &histEntry{count: it.Count, weight: it.Weight, at: it.At, last: it.Last}
+	}
+	h.profiles[profile] = p
+}
+
+// Forget drops profile's history from memory.
+func (h *History) Forget(profile string) { delete(h.profiles, profile) }

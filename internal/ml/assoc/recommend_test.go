@@ -159,3 +159,36 @@ func TestTransitionsFromRecommender(t *testing.T) {
 		t.Errorf("x → w next: %+v: transitions must stay within one profile", got)
 	}
 }
+
+// TestHistoryExportImport checks that a history stored and loaded again
+// (as the recommend processor does between events) answers and learns
+// exactly like the original.
+func TestHistoryExportImport(t *testing.T) {
+	day := 24 * time.Hour
+	for _, hl := range []time.Duration{0, 30 * day} {
+		orig := NewHistory(HistoryConfig{HalfLife: hl, MaxItems: 3})
+		orig.AddBasket("p", []string{"a", "b"}, t0)
+		orig.AddBasket("p", []string{"b", "c"}, t0.Add(day))
+		orig.AddBasket("p", []string{"a"}, t0.Add(-day)) // late
+		s, ok := orig.Export("p")
+		if !ok || len(s.Items) != 3 || s.Items[0].Item != "a" || s.Baskets != 3 {
+			t.Fatalf("half-life %s: Export = %+v, %v", hl, s, ok)
+		}
+		copyH := NewHistory(HistoryConfig{HalfLife: hl, MaxItems: 3})
+		copyH.Import("p", s)
+		for _, h := range []*History{orig, copyH} {
+			h.AddBasket("p", []string{"d", "a"}, t0.Add(2*day)) // evicts one item
+		}
+		a, b := orig.Snapshot("p", t0.Add(3*day)), copyH.Snapshot("p", t0.Add(3*day))
+		if fmt.Sprint(a) != fmt.Sprint(b) {
+			t.Errorf("half-life %s: after a round trip and one more basket\n%+v\nwant\n%+v", hl, b, a)
+		}
+		if len(a.Items) != 3 {
+			t.Errorf("half-life %s: %d items, want the cap of 3", hl, len(a.Items))
+		}
+		copyH.Forget("p")
+		if _, ok := copyH.Export("p"); ok || copyH.Profiles() != 0 {
+			t.Errorf("Forget left the profile")
+		}
+	}
+}

@@ -243,3 +243,58 @@ func (g *Grid) ScoreAll(cs []Customer) []Score {
 	}
 	return out
 }
+
+// Scorer scores customers one at a time against a fixed population, for a
+// stream that scores each customer when she buys instead of the whole base
+// at once: a member of the population gets exactly the score ScoreAll gives
+// her, any other customer the score she would get with the population's
+// counts (customers strictly worse, over the population's size). Building
+// it sorts each measure once, O(n log n); a score costs O(log n).
+type Scorer struct {
+	grid           *Grid
+	rec, freq, mon []float64 // ascending, in a key where smaller is worse
+}
+
+// NewScorer returns a Scorer over population with DefaultGrid.
+func NewScorer(population []Customer) *Scorer { return DefaultGrid.NewScorer(population) }
+
+// NewScorer is the package-level NewScorer with grid g.
+func (g *Grid) NewScorer(population []Customer) *Scorer {
+	s := &Scorer{grid: g, rec: make([]float64, len(population)), freq: make([]float64, len(population)), mon: make([]float64, len(population))}
+	for i, c := range population {
+		s.rec[i], s.freq[i], s.mon[i] = worseKey(c.Recency, false), worseKey(c.Frequency, true), worseKey(c.Monetary, true)
+	}
+	slices.Sort(s.rec)
+	slices.Sort(s.freq)
+	slices.Sort(s.mon)
+	return s
+}
+
+// worseKey maps a measure to a key where smaller is worse, NaN worst of all,
+// the order Quintiles ranks by.
+func worseKey(v float64, higherIsBetter bool) float64 {
+	switch {
+	case math.IsNaN(v):
+		return math.Inf(-1)
+	case higherIsBetter:
+		return v
+	}
+	return -v
+}
+
+// Len returns the population's size.
+func (s *Scorer) Len() int { return len(s.rec) }
+
+// Score returns c's scores and segment. With an empty population every
+// score is 1.
+func (s *Scorer) Score(c Customer) Score {
+	q := func(sorted []float64, key float64) int {
+		if len(sorted) == 0 {
+			return 1
+		}
+		worse, _ := slices.BinarySearch(sorted, key) // values strictly below key
+		return min(1+5*worse/len(sorted), 5)
+	}
+	r, f, m := q(s.rec, worseKey(c.Recency, false)), q(s.freq, worseKey(c.Frequency, true)), q(s.mon, worseKey(c.Monetary, true))
+	return Score{Customer: c, R: r, F: f, M: m, Segment: s.grid.Segment(r, f, m)}
+}

@@ -1,7 +1,9 @@
 package rfm
 
 import (
+	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -115,5 +117,43 @@ func TestSummariseAndScore(t *testing.T) {
 	}
 	if sc[4].Segment != Champions || sc[0].Segment != Lost || sc[2].Segment != NeedAttention {
 		t.Errorf("segments %v %v %v, want champions, lost, need attention", sc[4].Segment, sc[0].Segment, sc[2].Segment)
+	}
+}
+
+// TestScorerMatchesScoreAll scores every member of random populations (with
+// many ties) one at a time and expects ScoreAll's scores; outsiders better
+// or worse than everyone score 5 or 1.
+func TestScorerMatchesScoreAll(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, n := range []int{1, 2, 7, 10, 101, 1000} {
+		cs := make([]Customer, n)
+		for i := range cs {
+			cs[i] = Customer{ID: fmt.Sprint(i), Recency: float64(r.IntN(60)), Frequency: float64(1 + r.IntN(4)), Monetary: math.Round(r.ExpFloat64()*100) / 4}
+		}
+		if n > 2 {
+			cs[1].Monetary = math.NaN()
+		}
+		want := ScoreAll(cs)
+		s := NewScorer(cs)
+		if s.Len() != n {
+			t.Fatalf("Len = %d, want %d", s.Len(), n)
+		}
+		for i, c := range cs {
+			got := s.Score(c)
+			if got.R != want[i].R || got.F != want[i].F || got.M != want[i].M || got.Segment != want[i].Segment {
+				t.Fatalf("n=%d customer %+v: Scorer %d%d%d %s, ScoreAll %d%d%d %s", n, c, got.R, got.F, got.M, got.Segment, want[i].R, want[i].F, want[i].M, want[i].Segment)
+			}
+		}
+		best := s.Score(Customer{Recency: -1, Frequency: 1e9, Monetary: 1e9})
+		worst := s.Score(Customer{Recency: 1e9, Frequency: 0, Monetary: math.NaN()})
+		if best.R != 5 || best.F != 5 || best.M != 5 || best.Segment != Champions {
+			t.Errorf("n=%d: best outsider scored %+v", n, best)
+		}
+		if worst.R != 1 || worst.F != 1 || worst.M != 1 || worst.Segment != Lost {
+			t.Errorf("n=%d: worst outsider scored %+v", n, worst)
+		}
+	}
+	if got := NewScorer(nil).Score(Customer{Recency: 3, Frequency: 2, Monetary: 10}); got.R != 1 || got.F != 1 || got.M != 1 {
+		t.Errorf("empty population: %+v, want all 1", got)
 	}
 }
