@@ -13,19 +13,37 @@ import (
 type Query struct {
 	From, To time.Time
 	Interval time.Duration
-	Vars     map[string]string
+	// Vars are the values of single-value variables (a text box, a query
+	// variable without multi-value).
+	Vars map[string]string
+	// Multi are the selections of multi-value variables. Grafana hands
+	// the plugin an array even for one selected value, and for "All" (a
+	// variable without a custom all value) every option: put those here
+	// and name the variable in All.
+	Multi map[string][]string
+	// All names the multi-value variables whose selection is "All", which
+	// $__conditionalAll tests.
+	All map[string]bool
 }
 
-// Expand turns a panel's SQL into what ClickHouse receives from Grafana:
-// first the dashboard variables, as Grafana's front end replaces them
-// (${name}, ${name:sqlstring}, ${name:singlequote}, $name, [[name]]), then
-// the datasource plugin's macros, as its back end (grafana/clickhouse-
-// datasource pkg/macros, through sqlds) expands them. A variable or macro
-// it does not know is an error, so a dashboard cannot silently send a
-// query with a placeholder left in.
+// Expand turns a panel's SQL into what ClickHouse receives from Grafana
+// 12 with the ClickHouse datasource plugin (the versions docker-compose.yml
+// runs). The front end (plugin's applyTemplateVariables) first replaces
+// $__conditionalAll(condition, $var), then the dashboard variables as
+// Grafana's template service does (${name}, ${name:format}, $name,
+// [[name]], [[name:format]], the built-in $__from, $__to, $__interval and
+// $__interval_ms), with the plugin's default format for a variable written
+// without one; then the back end expands the plugin's macros
+// (pkg/macros through sqlutil.Interpolate). A variable or macro it does
+// not know is an error, where Grafana would leave the text in the query
+// for ClickHouse to reject: a dashboard cannot silently send a query with
+// a placeholder left in.
 func Expand(sql string, q Query) (string, error) {
-	s, err := expandVariables(sql, q.Vars)
+	s, err := conditionalAll(sql, q)
 	if err != nil {
+		return "", err
+	}
+	if s, err = expandVariables(s, q); err != nil {
 		return "", err
 	}
 	return expandMacros(s, q)
@@ -35,21 +53,112 @@ func isIdent(c byte) bool {
 	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
-func expandVariables(sql string, vars map[string]string) (string, error) {
+// conditionalAll expands the plugin's front-end macro
+// $__conditionalAll(condition, $var): the condition, or 1=1 when the
+// variable's value is empty or "All". Like the plugin, it works from the
+// last occurrence back and replaces the text between the parentheses as
+// written (the condition is not trimmed).
+func conditionalAll(sql string, q Query) (string, error) {
+	const macro = "$__conditionalAll("
+	for {
+		i := strings.LastIndex(sql, macro)
+		if i < 0 {
+			return sql, nil
+		}
+		open := i + len(macro) - 1
+		args, end := splitArgs(sql[open:])
+		if end < 0 || len(args) != 2 {
+			return "", fmt.Errorf("$__conditionalAll takes a condition and a variable ($__conditionalAll(cond, $var)), got %q", sql[i:])
+		}
+		name := strings.TrimSpace(args[1])
+		name = strings.TrimPrefix(name, "$")
+		if strings.HasPrefix(name, "{") && strings.HasSuffix(name, "}") && !strings.Contains(name, ":") {
+			name = name[1 : len(name)-1]
+		}
+		if name == "" || strings.IndexFunc(name, func(r rune) bool { return r > 127 || !isIdent(byte(r)) }) >= 0 {
+			// The plugin's pattern finds no variable: the condition stays.
+			return "", fmt.Errorf("$__conditionalAll: %q is not a variable the plugin recognises ($name or ${name}, no format)", args[1])
+		}
+		phrase := args[0]
+		_, single := q.Vars[name]
+		_, multi := q.Multi[name]
+		switch {
+		case !single && !multi:
+			return "", fmt.Errorf("$__conditionalAll: dashboard variable %q has no value", name)
+		case q.All[name] || single && q.Vars[name] == "":
+			phrase = "1=1"
+		}
+		sql = sql[:i] + phrase + sql[open+end:]
+	}
+}
+
+// splitArgs splits "(a, b(c, d))..." at its top-level commas, untrimmed;
+// end is the length up to and including the closing parenthesis (-1: none).
+func splitArgs(s string) (args []string, end int) {
+	depth, start := 0, 1
+	for k := 0; k < len(s); k++ {
+		switch s[k] {
+		case '(':
+			depth++
+		case ')':
+			depth--
+			if depth == 0 {
+				return append(args, s[start:k]), k + 1
+			}
+		case ',':
+			if depth == 1 {
+				args = append(args, s[start:k])
+				start = k + 1
+			}
+		}
+	}
+	return nil, -1
+}
+
+// builtins are Grafana's global variables that reach a panel's query: the
+// time range in Unix milliseconds and the interval (as text, like "5m",
+// and in milliseconds).
+func builtin(name string, q Query) (string, bool) {
+	switch name {
+	case "__from":
+		return fmt.Sprint(q.From.UnixMilli()), true
+	case "__to":
+		return fmt.Sprint(q.To.UnixMilli()), true
+	case "__interval":
+		return intervalText(q.Interval), true
+	case "__interval_ms":
+		return fmt.Sprint(q.Interval.Milliseconds()), true
+	}
+	return "", false
+}
+
+// intervalText is Grafana's rendering of an interval: its largest whole
+// unit (rangeutil.secondsToHms).
+func intervalText(d time.Duration) string {
+	s := d.Seconds()
+	for _, u := range []struct {
+		name string
+		secs float64
+	}{{"y", 31536000}, {"d", 86400}, {"h", 3600}, {"m", 60}, {"s", 1}, {"ms", 0.001}} {
+		if n := math.Floor(s / u.secs); n >= 1 {
+			return fmt.Sprintf("%d%s", int64(n), u.name)
+		}
+	}
+	return "less than a millisecond"
+}
+
+func expandVariables(sql string, q Query) (string, error) {
 	var b strings.Builder
 	for i := 0; i < len(sql); {
 		c := sql[i]
 		switch {
-		case c == '$' && strings.HasPrefix(sql[i:], "$__"):
-			b.WriteString("$__") // a macro: the back end's
-			i += 3
 		case c == '$' && i+1 < len(sql) && sql[i+1] == '{':
 			end := strings.IndexByte(sql[i:], '}')
 			if end < 0 {
 				return "", fmt.Errorf("unclosed ${ at %d", i)
 			}
 			name, format, _ := strings.Cut(sql[i+2:i+end], ":")
-			v, err := formatVar(vars, name, format)
+			v, err := formatVar(q, name, format)
 			if err != nil {
 				return "", err
 			}
@@ -60,7 +169,17 @@ func expandVariables(sql string, vars map[string]string) (string, error) {
 			for j < len(sql) && isIdent(sql[j]) {
 				j++
 			}
-			v, err := formatVar(vars, sql[i+1:j], "")
+			name := sql[i+1 : j]
+			if strings.HasPrefix(name, "__") {
+				if v, ok := builtin(name, q); ok {
+					b.WriteString(v)
+				} else {
+					b.WriteString(sql[i:j]) // a macro: the back end's
+				}
+				i = j
+				continue
+			}
+			v, err := formatVar(q, name, "")
 			if err != nil {
 				return "", err
 			}
@@ -71,7 +190,8 @@ func expandVariables(sql string, vars map[string]string) (string, error) {
 			if end < 0 {
 				return "", fmt.Errorf("unclosed [[ at %d", i)
 			}
-			v, err := formatVar(vars, sql[i+2:i+end], "")
+			name, format, _ := strings.Cut(sql[i+2:i+end], ":")
+			v, err := formatVar(q, name, format)
 			if err != nil {
 				return "", err
 			}
@@ -85,19 +205,43 @@ func expandVariables(sql string, vars map[string]string) (string, error) {
 	return b.String(), nil
 }
 
-// formatVar applies one of Grafana's variable formats.
-func formatVar(vars map[string]string, name, format string) (string, error) {
-	v, ok := vars[name]
-	if !ok {
-		return "", fmt.Errorf("dashboard variable %q has no value", name)
+// formatVar renders a variable as Grafana's format registry does; without
+// a format, the ClickHouse plugin's default: a multi-value selection as
+// 'a','b' (quoted, not escaped), a single value as it is.
+func formatVar(q Query, name, format string) (string, error) {
+	if v, ok := builtin(name, q); ok && format == "" {
+		return v, nil
+	}
+	vals, multi := q.Multi[name]
+	if !multi {
+		v, ok := q.Vars[name]
+		if !ok {
+			return "", fmt.Errorf("dashboard variable %q has no value", name)
+		}
+		vals = []string{v}
+	}
+	quote := func(open string, esc func(string) string) string {
+		out := make([]string, len(vals))
+		for i, v := range vals {
+			out[i] = open + esc(v) + open
+		}
+		return strings.Join(out, ",")
 	}
 	switch format {
-	case "", "raw":
-		return v, nil
+	case "":
+		if multi {
+			return quote("'", func(v string) string { return v }), nil
+		}
+		return vals[0], nil
+	case "raw", "csv":
+		// raw is String(value): an array's values joined by commas.
+		return strings.Join(vals, ","), nil
 	case "sqlstring":
-		return "'" + strings.ReplaceAll(v, "'", "''") + "'", nil
+		return quote("'", strings.NewReplacer("'", "''", `"`, `\"`).Replace), nil
 	case "singlequote":
-		return "'" + strings.ReplaceAll(v, "'", `\'`) + "'", nil
+		return quote("'", strings.NewReplacer("'", `\'`).Replace), nil
+	case "doublequote":
+		return quote(`"`, strings.NewReplacer(`"`, `\"`).Replace), nil
 	}
 	return "", fmt.Errorf("variable format %q of %s is not supported", format, name)
 }

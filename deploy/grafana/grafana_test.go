@@ -67,7 +67,9 @@ func TestExpand(t *testing.T) {
 		From:     time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC),
 		To:       time.Date(2026, 11, 3, 10, 0, 0, 500e6, time.UTC),
 		Interval: 5 * time.Minute,
-		Vars:     map[string]string{"profile": "o'brien@example.com", "seg": "vip"},
+		Vars:     map[string]string{"profile": "o'brien@example.com", "seg": "vip", "quoted": `a"b`, "empty": ""},
+		Multi:    map[string][]string{"segs": {"vip", "o'k"}, "one": {"vip"}, "all": {"engaged", "vip"}},
+		All:      map[string]bool{"all": true},
 	}
 	from, to := "1793613600", "1793700000"
 	for _, tc := range []struct {
@@ -86,8 +88,22 @@ func TestExpand(t *testing.T) {
 		{"sqlstring escapes quotes", "= ${profile:sqlstring}", "= 'o''brien@example.com'", ""},
 		{"singlequote", "${seg:singlequote}", "'vip'", ""},
 		{"plain forms", "$seg ${seg} [[seg]]", "vip vip vip", ""},
+		{"sqlstring escapes double quotes", "${quoted:sqlstring}", `'a\"b'`, ""},
+		{"format in brackets", "[[seg:sqlstring]]", "'vip'", ""},
+		{"multi-value, plugin's default format: quoted, not escaped", "IN ($segs)", "IN ('vip','o'k')", ""},
+		{"multi-value, one selected: still an array", "IN ($one)", "IN ('vip')", ""},
+		{"multi-value sqlstring", "IN (${segs:sqlstring})", "IN ('vip','o''k')", ""},
+		{"multi-value raw", "${segs:raw}|${segs:csv}", "vip,o'k|vip,o'k", ""},
+		{"multi-value All: every option", "IN (${all:sqlstring})", "IN ('engaged','vip')", ""},
+		{"conditionalAll, a selection", "WHERE $__conditionalAll(s IN (${segs:sqlstring}), $segs) AND x", "WHERE s IN ('vip','o''k') AND x", ""},
+		{"conditionalAll, All", "WHERE $__conditionalAll(s IN (${all:sqlstring}), ${all})", "WHERE 1=1", ""},
+		{"conditionalAll, empty text", "WHERE $__conditionalAll(s = $empty, $empty)", "WHERE 1=1", ""},
+		{"conditionalAll keeps the condition as written", "$__conditionalAll( a, $seg)", " a", ""},
+		{"conditionalAll twice", "$__conditionalAll(a, $all) AND $__conditionalAll(b IN ($segs), $segs)", "1=1 AND b IN ('vip','o'k')", ""},
+		{"conditionalAll with a formatted variable", "$__conditionalAll(a, ${all:sqlstring})", "", "not a variable the plugin recognises"},
+		{"built-in variables", "$__from $__to ${__from} $__interval $__interval_ms", "1793613600000 1793700000500 1793613600000 5m 300000", ""},
 		{"unknown variable", "$nope", "", `dashboard variable "nope" has no value`},
-		{"unknown macro", "$__conditionalAll(x, $seg)", "", "not one of the ClickHouse datasource's"},
+		{"unknown macro", "$__timeGroup(t, day)", "", "not one of the ClickHouse datasource's"},
 		{"bad arguments", "$__timeFilter(a, b)", "", "expected 1 argument, received 2"},
 		{"unbalanced", "$__timeFilter(a", "", "unbalanced"},
 	} {
@@ -110,7 +126,7 @@ func TestExpand(t *testing.T) {
 // Profile dashboard's variables set, leaving no placeholder behind.
 func TestEveryPanelExpands(t *testing.T) {
 	q := grafana.Query{From: time.Now().Add(-time.Hour), To: time.Now(), Interval: time.Minute,
-		Vars: map[string]string{"profile": "a@b.c", "profile_id": "p-1"}}
+		Vars: map[string]string{"profile": "a@b.c", "profile_id": "p-1"}, Multi: map[string][]string{"segment": {"vip"}}}
 	for _, d := range grafana.Dashboards {
 		sqls := []string{}
 		for _, p := range d.Panels {

@@ -54,9 +54,11 @@ type variableJSON struct {
 	Definition string `json:"definition,omitempty"`
 	Datasource *dsRef `json:"datasource,omitempty"`
 	Refresh    int    `json:"refresh,omitempty"`
+	Multi      bool   `json:"multi,omitempty"`
+	IncludeAll bool   `json:"includeAll,omitempty"`
 	Current    struct {
-		Text  string `json:"text"`
-		Value string `json:"value"`
+		Text  any `json:"text"` // a string, or a list for a multi-value variable
+		Value any `json:"value"`
 	} `json:"current"`
 }
 
@@ -120,6 +122,11 @@ func (d Dashboard) JSON() ([]byte, error) {
 			vj.Type, vj.Hide, vj.Query, vj.Definition, vj.Datasource, vj.Refresh = "query", 2, v.Query, v.Query, &ds, 2
 		}
 		vj.Current.Text, vj.Current.Value = v.Default, v.Default
+		if v.Multi {
+			// Shown, every option selected by default ("All").
+			vj.Hide, vj.Refresh, vj.Multi, vj.IncludeAll = 0, 1, true, true
+			vj.Current.Text, vj.Current.Value = []string{"All"}, []string{"$__all"}
+		}
 		out.Templating.List = append(out.Templating.List, vj)
 	}
 	x, y, rowH := 0, 0, 0

@@ -48,12 +48,17 @@ type Panel struct {
 	W, H int
 }
 
-// Variable is a dashboard variable: a text box (Query empty) or a hidden
-// variable whose value a query computes.
+// Variable is a dashboard variable: a text box (Query empty) or a
+// variable whose options a query computes: hidden and single-valued (its
+// value is the query's), or, with Multi, a multi-value picker with "All"
+// (the default). Panels test a multi-value variable with
+// $__conditionalAll(column IN (${name:sqlstring}), $name), so that "All"
+// filters nothing.
 type Variable struct {
 	Name, Label string
 	Query       string // SQL, expanded like a panel's
 	Default     string
+	Multi       bool
 }
 
 // Dashboard is one dashboard of the registry.
@@ -147,6 +152,9 @@ ORDER BY time`,
 	{
 		UID: "streamcdp-customers", Title: "StreamCDP / Customers", File: "customers.json", From: "now-30d",
 		Description: "Segments over time, who enters and leaves them, and the lifecycle mix of profiles.",
+		Variables: []Variable{
+			{Name: "segment", Label: "Segments", Multi: true, Query: `SELECT DISTINCT segment FROM segment_sizes_daily ORDER BY segment`},
+		},
 		Panels: []Panel{
 			{Key: "segment_sizes", Title: "Segment sizes", Kind: TimeSeries, W: 16, H: 8,
 				Description: "Members of each segment at the end of each day: the running sum of entries minus exits since the first change.",
@@ -155,6 +163,7 @@ FROM (
   SELECT toDateTime(day, 'UTC') AS time, segment,
     sum(toInt64(sum(entered)) - toInt64(sum(exited))) OVER (PARTITION BY segment ORDER BY day) AS members
   FROM segment_sizes_daily
+  WHERE $__conditionalAll(segment IN (${segment:sqlstring}), $segment)
   GROUP BY day, segment
 )
 WHERE $__timeFilter(time)
@@ -164,6 +173,7 @@ ORDER BY time, segment`,
 				Description: "Current members of each segment (segment_members).",
 				SQL: `SELECT segment, countIf(is_member = 1) AS members
 FROM segment_members FINAL
+WHERE $__conditionalAll(segment IN (${segment:sqlstring}), $segment)
 GROUP BY segment
 ORDER BY members DESC, segment`,
 				Columns: []string{"segment", "members"}},
@@ -171,7 +181,7 @@ ORDER BY members DESC, segment`,
 				Description: "Profiles entering and leaving each segment per day.",
 				SQL: `SELECT toDateTime(day, 'UTC') AS time, segment, sum(entered) AS entered, sum(exited) AS exited
 FROM segment_sizes_daily
-WHERE $__dateFilter(day)
+WHERE $__dateFilter(day) AND $__conditionalAll(segment IN (${segment:sqlstring}), $segment)
 GROUP BY day, segment
 ORDER BY time, segment`,
 				Columns: []string{"time", "segment", "entered", "exited"}},

@@ -197,6 +197,14 @@ func TestEveryPanelQuery(t *testing.T) {
 		}
 		q.Vars[v.Name] = rows[0][0].(string)
 	}
+	// The Customers dashboard's segment picker lists the segments and
+	// starts at "All": the plugin then sends every option.
+	segVar := grafana.Dashboards[1].Variables[0]
+	if _, rows := runPanel(t, s.conn, segVar.Query, q); !reflect.DeepEqual(rows, [][]any{{"engaged"}, {"vip"}}) {
+		t.Fatalf("variable %s lists %v, want engaged and vip", segVar.Name, rows)
+	}
+	q.Multi = map[string][]string{segVar.Name: {"engaged", "vip"}}
+	q.All = map[string]bool{segVar.Name: true}
 	checks := panelChecks(w, q)
 	ran := 0
 	for _, d := range grafana.Dashboards {
@@ -223,6 +231,32 @@ func TestEveryPanelQuery(t *testing.T) {
 	}
 	if ran != len(checks) {
 		t.Errorf("%d panels ran, %d checks written: a check names no panel", ran, len(checks))
+	}
+	// The panels that read the segment picker, with one segment picked:
+	// still an array for the plugin, and no longer "All".
+	one := q
+	one.Multi = map[string][]string{segVar.Name: {"vip"}}
+	one.All = nil
+	checks = panelChecks(w, one)
+	filtered := 0
+	for _, p := range grafana.Dashboards[1].Panels {
+		if !strings.Contains(p.SQL, "$"+segVar.Name) {
+			continue
+		}
+		filtered++
+		t.Run("customers.json/"+p.Key+"/vip", func(t *testing.T) {
+			_, rows := runPanel(t, s.conn, p.SQL, one)
+			want := checks[p.Key]()
+			if len(rows) == 0 || len(want) == len(panelChecks(w, q)[p.Key]()) {
+				t.Fatalf("%d rows, %d expected: the selection must filter", len(rows), len(want))
+			}
+			if d := diffRows(rows, want); d != "" {
+				t.Errorf("%s\nquery:\n%s", d, mustExpand(t, p.SQL, one))
+			}
+		})
+	}
+	if filtered != 3 {
+		t.Errorf("%d Customers panels read $%s, want 3", filtered, segVar.Name)
 	}
 	aliases := 0
 	for a := range w.canonical {
@@ -535,12 +569,24 @@ func panelChecks(w *world, q grafana.Query) map[string]func() [][]any {
 			aliases[a] = true
 		}
 	}
-	latestMember := map[key2]memberChange{}
+	// The membership changes of the segments picked on the Customers
+	// dashboard.
+	var changes []memberChange
 	for _, c := range w.changes {
-		k := key2{b: c.segment + "\x00" + c.profile}
-		if old, ok := latestMember[k]; !ok || c.time.After(old.time) {
-			latestMember[k] = c
+		if q.All["segment"] || slices.Contains(q.Multi["segment"], c.segment) {
+			changes = append(changes, c)
 		}
+	}
+	// The latest change of each profile in each segment.
+	latest := func(changes []memberChange) map[key2]memberChange {
+		m := map[key2]memberChange{}
+		for _, c := range changes {
+			k := key2{b: c.segment + "\x00" + c.profile}
+			if old, ok := m[k]; !ok || c.time.After(old.time) {
+				m[k] = c
+			}
+		}
+		return m
 	}
 	return map[string]func() [][]any{
 		"events_per_interval": func() [][]any {
@@ -608,7 +654,7 @@ func panelChecks(w *world, q grafana.Query) map[string]func() [][]any {
 		},
 		"segment_sizes": func() [][]any {
 			net := map[key2]int{}
-			for _, c := range w.changes {
+			for _, c := range changes {
 				d := 1
 				if c.status == "exited" {
 					d = -1
@@ -623,7 +669,7 @@ func panelChecks(w *world, q grafana.Query) map[string]func() [][]any {
 		},
 		"segment_members_now": func() [][]any {
 			members := map[string]int{}
-			for _, c := range latestMember {
+			for _, c := range latest(changes) {
 				members[c.segment] += map[string]int{"entered": 1, "exited": 0}[c.status]
 			}
 			var rows [][]any
@@ -638,7 +684,7 @@ func panelChecks(w *world, q grafana.Query) map[string]func() [][]any {
 		"segment_flows": func() [][]any {
 			type io struct{ in, out int }
 			m := map[key2]io{}
-			for _, c := range w.changes {
+			for _, c := range changes {
 				k := key2{dayOf(c.time), c.segment}
 				v := m[k]
 				if c.status == "entered" {
@@ -796,7 +842,7 @@ func panelChecks(w *world, q grafana.Query) map[string]func() [][]any {
 		},
 		"segments_now": func() [][]any {
 			var rows [][]any
-			for _, c := range latestMember {
+			for _, c := range latest(w.changes) {
 				if c.profile == w.profile && c.status == "entered" {
 					rows = append(rows, []any{c.segment, c.time})
 				}
