@@ -103,7 +103,7 @@ func BenchmarkWarehouseVsBareInsert(b *testing.B) {
 		b.Logf("run %d: %d rows; warehouse %s (%.0f rows/s), bare insert %s (%.0f rows/s)", i, want,
 			whElapsed.Round(time.Millisecond), float64(want)/whElapsed.Seconds(), bareElapsed.Round(time.Millisecond), float64(want)/bareElapsed.Seconds())
 		for _, d := range []string{db, bareDB} {
-			_ = s.conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+d)
+			_ = s.conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+d+" SYNC")
 		}
 		b.StartTimer()
 	}
@@ -120,7 +120,7 @@ func createMigrated(b *testing.B, s *stage, db string) {
 	if err := s.conn.Exec(testkit.Context(b), "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { _ = s.conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db) })
+	b.Cleanup(func() { _ = s.conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db+" SYNC") })
 	conn, sqlDB, err := warehouse.Connect(testkit.Context(b), dsnWithDatabase(b, s.env.Services.ClickHouseDSN, db))
 	if err != nil {
 		b.Fatal(err)

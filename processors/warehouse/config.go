@@ -14,9 +14,9 @@ import (
 // `cdp run warehouse` reads them from CDP_WAREHOUSE_* variables.
 type Config struct {
 	// BatchRows bounds the input records of one batch, that is of one
-	// transaction: at the bound the batch is inserted and committed before
-	// more is polled (default 50,000). Each task inserts its partition's
-	// share of the batch, one insert per table.
+	// transaction: near the bound the batch is inserted and committed before
+	// more is polled (default 50,000; see Tune). Each task inserts its
+	// partition's share of the batch, one insert per table.
 	BatchRows int `env:"CDP_WAREHOUSE_BATCH_ROWS" envDefault:"50000"`
 	// BatchBytes bounds the input bytes of one batch (default 32 MiB); with
 	// BatchRows it bounds the memory rows take while they wait for their
@@ -72,13 +72,19 @@ func (c *Config) defaults() error {
 // Tune sets the runtime's batching to the warehouse's: a transaction is a
 // batch, held until BatchAge or a size bound even when the input is drained,
 // so that inserts stay large.
+//
+// The runtime ends a transaction once it holds MaxTxnRecords, checked
+// before each poll, and a poll is never cut: a transaction can hold up to
+// MaxTxnRecords + MaxPollRecords - 1 records. So polls are a tenth of a
+// batch (at most 5,000) and the transaction ends one poll early, which
+// keeps a batch within BatchRows records (between 90% and 100% of it under
+// a backlog). BatchBytes is checked the same way and may be exceeded by
+// one poll's bytes.
 func (c Config) Tune(rc *processing.Config) {
+	poll := min(5000, max(1, c.BatchRows/10))
 	rc.CommitInterval = c.BatchAge
-	rc.MaxTxnRecords = c.BatchRows
+	rc.MaxPollRecords = poll
+	rc.MaxTxnRecords = c.BatchRows - poll + 1
 	rc.MaxTxnBytes = c.BatchBytes
 	rc.HoldWhenCaughtUp = true
-	// A poll is never cut, so it must not exceed a batch either.
-	if rc.MaxPollRecords == 0 || rc.MaxPollRecords > c.BatchRows {
-		rc.MaxPollRecords = min(5000, c.BatchRows)
-	}
 }

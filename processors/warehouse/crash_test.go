@@ -111,8 +111,19 @@ func TestCrashRestartExactlyOnce(t *testing.T) {
 			// it), at a random moment of a batch: decoding, inserting,
 			// between an insert and the commit.
 			target := min(total, s.committed(t, adm)+int64(rng.IntN(int(total)/chunks)))
-			for c := s.committed(t, adm); c < target && time.Now().Before(deadline); c = s.committed(t, adm) {
+			c := s.committed(t, adm)
+			for ; c < target && time.Now().Before(deadline); c = s.committed(t, adm) {
 				time.Sleep(2 * time.Millisecond)
+			}
+			if c < target {
+				// No progress: Go dumps the process's goroutines on SIGQUIT,
+				// which says where it is stuck.
+				_ = cmd.Process.Signal(syscall.SIGQUIT)
+				_ = cmd.Wait()
+				logf.Close()
+				b, _ := os.ReadFile(logs)
+				t.Fatalf("run %d made no progress (%d of %d events committed, waiting for %d) after %d kills; the log ends:\n%s",
+					runs, c, total, target, kills, tail(string(b), 400))
 			}
 			time.Sleep(time.Duration(rng.IntN(60)) * time.Millisecond)
 			_ = cmd.Process.Signal(syscall.SIGKILL)

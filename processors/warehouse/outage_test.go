@@ -133,6 +133,26 @@ func memory(pid int) (rss, peak int64, err error) {
 	return rss, peak, nil
 }
 
+// gauge reads one unlabelled gauge from a Prometheus text page.
+func gauge(url, name string) (int64, bool) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return int64(f), err == nil
+		}
+	}
+	return 0, false
+}
+
 func httpStatus(url string) (int, string) {
 	resp, err := http.Get(url)
 	if err != nil {
@@ -143,18 +163,27 @@ func httpStatus(url string) (int, string) {
 	return resp.StatusCode, strings.TrimSpace(string(b))
 }
 
+// outageBatch is the batch bound (input records) of the outage test's
+// process: the backlog of the outage is several batches, so that catching
+// up shows memory bounded by a batch, not by the backlog.
+const outageBatch = 8000
+
 // TestClickHouseOutageLosesNothing stops ClickHouse for 60 s while events
-// keep arriving at a `cdp run warehouse` process with its default batching.
-// The process must commit nothing while ClickHouse is down, say it is not
-// ready, keep its memory bounded (its resident size is sampled throughout
-// and reported), and catch up by itself once ClickHouse is back, ending
-// with every event exactly once.
+// keep arriving at a `cdp run warehouse` process (batches of outageBatch
+// records, the other settings default). The process must commit nothing
+// while ClickHouse is down, say it is not ready, keep its memory bounded
+// (its resident size and buffered rows are sampled throughout and
+// reported; the buffered rows never exceed what one batch of records can
+// make), and catch up by itself once ClickHouse is back, ending with every
+// event exactly once.
 func TestClickHouseOutageLosesNothing(t *testing.T) {
+	began := time.Now()
 	ch := startPrivateClickHouse(t)
 	s := newStageOn(t, 4, ch.dsn())
-	in := generateInput(t, 60000, 33)
+	in := generateInput(t, 32000, 33)
 	events := s.records(t, in.resolved)
 	third := len(events) / 3
+	t.Logf("set up in %s", time.Since(began).Round(100*time.Millisecond))
 
 	s.produce(t, events[:third])
 	ops := freeAddr(t)
@@ -165,14 +194,14 @@ func TestClickHouseOutageLosesNothing(t *testing.T) {
 	}
 	defer logf.Close()
 	cmd := exec.Command(testkit.CDPBinary(t), "run", "warehouse", "--instance", "outage-test", "--metrics-addr", ops)
-	cmd.Env, cmd.Stdout, cmd.Stderr = s.processEnv(), logf, logf
+	cmd.Env, cmd.Stdout, cmd.Stderr = s.processEnv("CDP_WAREHOUSE_BATCH_ROWS="+strconv.Itoa(outageBatch)), logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	var (
-		mu           sync.Mutex
-		maxRSS, last int64
+		mu                        sync.Mutex
+		maxRSS, last, maxBuffered int64
 	)
 	sampling := make(chan struct{})
 	samplerDone := make(chan struct{})
@@ -184,6 +213,11 @@ func TestClickHouseOutageLosesNothing(t *testing.T) {
 				maxRSS, last = max(maxRSS, rss), rss
 				mu.Unlock()
 			}
+			if n, ok := gauge("http://"+ops+"/metrics", "cdp_warehouse_buffered_rows"); ok {
+				mu.Lock()
+				maxBuffered = max(maxBuffered, n)
+				mu.Unlock()
+			}
 			select {
 			case <-sampling:
 				return
@@ -192,6 +226,7 @@ func TestClickHouseOutageLosesNothing(t *testing.T) {
 		}
 	}()
 	s.waitConsumed(t, 2*time.Minute)
+	t.Logf("first third consumed at %s", time.Since(began).Round(100*time.Millisecond))
 	mu.Lock()
 	beforeRSS := last
 	mu.Unlock()
@@ -242,14 +277,20 @@ func TestClickHouseOutageLosesNothing(t *testing.T) {
 	if got := count(t, s.conn, "SELECT count() FROM order_lines"); got != uint64(in.lines) {
 		t.Errorf("order lines: %d, want %d", got, in.lines)
 	}
-	// Bounded: the default batch (50,000 records or 32 MiB) held once,
-	// nothing growing with the outage's backlog.
+	// Bounded: one batch held at a time, nothing growing with the outage's
+	// backlog. A batch of at most outageBatch records makes at most that
+	// many events rows plus order and line rows (all of the input's, to be
+	// safe).
 	const bound = 512 << 20
 	mu.Lock()
 	defer mu.Unlock()
 	if maxRSS > bound {
 		t.Errorf("resident size reached %d MiB, above %d MiB", maxRSS>>20, bound>>20)
 	}
-	t.Logf("%d events (%d during the %s outage), each once; caught up %s after ClickHouse came back; RSS %d MiB before the outage, at most %d MiB during it, at most %d MiB over the whole run (sampled every 100 ms; kernel peak VmHWM %d MiB)",
-		n, len(rest), clickhouseOutage, caughtUp.Round(time.Second), beforeRSS>>20, outageRSS>>20, maxRSS>>20, peak>>20)
+	rowBound := int64(outageBatch + in.orders + in.lines)
+	if maxBuffered == 0 || maxBuffered > rowBound || int64(len(rest)) <= rowBound {
+		t.Errorf("buffered rows peaked at %d; want some, and at most %d (one batch) of a backlog of %d records", maxBuffered, rowBound, len(rest))
+	}
+	t.Logf("%d events (%d during the %s outage), each once; caught up %s after ClickHouse came back; RSS %d MiB before the outage, at most %d MiB during it, at most %d MiB over the whole run (sampled every 100 ms; kernel peak VmHWM %d MiB); at most %d rows buffered (batches of %d records)",
+		n, len(rest), clickhouseOutage, caughtUp.Round(time.Second), beforeRSS>>20, outageRSS>>20, maxRSS>>20, peak>>20, maxBuffered, outageBatch)
 }

@@ -58,16 +58,26 @@ func (s *stage) runIdentity(t *testing.T) (stop func()) {
 	return func() { cancel(); <-done; closeFn() }
 }
 
-// readAll reads a topic with read_committed to its end (everything is
-// written when it is called).
-func (s *stage) readAll(t *testing.T, topic string) []*kgo.Record {
+// readAll reads a topic with read_committed (everything is written when it
+// is called): want records when the count is known, else until at least
+// one came and then nothing more for three polls of a second. A consumer
+// that is slow to start (a loaded machine) is waited for, up to the test's
+// deadline, never taken for the end of the topic.
+func (s *stage) readAll(t *testing.T, topic string, want int) []*kgo.Record {
 	t.Helper()
 	ctx := testkit.Context(t)
 	cl := s.env.Kafka(t, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
 	var out []*kgo.Record
-	for idle := 0; idle < 3; {
-		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	deadline := time.Now().Add(2 * time.Minute)
+	for idle := 0; ; {
+		if want > 0 && len(out) >= want || want == 0 && len(out) > 0 && idle >= 3 {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reading %s: %d records in 2 minutes, want %d (0: at least one)", topic, len(out), want)
+		}
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		fs := cl.PollFetches(pctx)
 		cancel()
 		if ctx.Err() != nil {
@@ -77,7 +87,6 @@ func (s *stage) readAll(t *testing.T, topic string) []*kgo.Record {
 		fs.EachRecord(func(r *kgo.Record) { out = append(out, r); n++ })
 		idle = map[bool]int{true: idle + 1, false: 0}[n == 0]
 	}
-	return out
 }
 
 // world is what the panels should show, computed in Go from the generated
@@ -152,14 +161,14 @@ func TestEveryPanelQuery(t *testing.T) {
 	// Wait for identity's outputs, then read them back.
 	s.waitGroup(t, s.env.Services.TopicPrefix+"-identity", []string{raw}, 2*time.Minute)
 	stopIdentity()
-	for _, rec := range s.readAll(t, s.topics.Resolved) {
+	for _, rec := range s.readAll(t, s.topics.Resolved, truth.Counts.Valid) {
 		var r schemas.ResolvedEvent
 		if err := s.serde.DecodeResolved(ctx, rec.Value, &r); err != nil {
 			t.Fatal(err)
 		}
 		w.events = append(w.events, r)
 	}
-	for _, rec := range s.readAll(t, s.topics.Merges) {
+	for _, rec := range s.readAll(t, s.topics.Merges, 0) {
 		v, err := s.serde.DecodeNative(ctx, rec.Value, schemas.IdentityMergeSchema)
 		if err != nil {
 			t.Fatal(err)
@@ -168,7 +177,7 @@ func TestEveryPanelQuery(t *testing.T) {
 		w.canonical[m["from_profile"].(string)] = m["into_profile"].(string)
 		w.merges = append(w.merges, m["time"].(time.Time).UTC())
 	}
-	for _, rec := range s.readAll(t, s.topics.DeadLetters) {
+	for _, rec := range s.readAll(t, s.topics.DeadLetters, len(truth.InvalidEvents)) {
 		e, err := dlq.Parse(rec)
 		if err != nil {
 			t.Fatal(err)

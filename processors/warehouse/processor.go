@@ -112,6 +112,9 @@ func (p *Processor) NewTask(tp processing.TopicPartition) (processing.Task, erro
 	return t, nil
 }
 
+// openTimeout bounds the reads of a task's Open.
+const openTimeout = 30 * time.Second
+
 // offsets are the input offsets at or past the committed one that a table
 // already holds (inserted, but the transaction did not commit).
 type offsets struct {
@@ -156,6 +159,11 @@ type task struct {
 // however a batch was cut.
 func (t *task) Open(ctx context.Context, tc *processing.TaskContext) error {
 	t.reset()
+	// The runtime gives Open no deadline: a ClickHouse that accepts the
+	// connection but does not answer must fail the opening (retried with
+	// backoff), not hang the partition.
+	ctx, cancel := context.WithTimeout(ctx, openTimeout)
+	defer cancel()
 	from := max(tc.Committed(), 0)
 	for i, b := range t.bufs {
 		have, err := t.p.inserted(ctx, b.table, t.tp, from)

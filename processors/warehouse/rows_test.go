@@ -169,11 +169,14 @@ func TestConfig(t *testing.T) {
 		name string
 		in   Config
 		err  string
-		rows int
+		rows int // MaxTxnRecords
 		poll int
 	}{
-		{name: "defaults", rows: 50_000, poll: 5000},
-		{name: "small batches cut polls", in: Config{BatchRows: 500}, rows: 500, poll: 500},
+		// A transaction ends at MaxTxnRecords or more, checked before a
+		// poll: rows + poll - 1 is the most a batch can hold.
+		{name: "defaults", rows: 45_001, poll: 5000},
+		{name: "small batches, small polls", in: Config{BatchRows: 500}, rows: 451, poll: 50},
+		{name: "tiny batches", in: Config{BatchRows: 3}, rows: 3, poll: 1},
 		{name: "age above the transaction limit", in: Config{BatchAge: 6 * time.Second}, err: "above the 5s"},
 		{name: "negative", in: Config{BatchRows: -1}, err: "must not be negative"},
 	} {
@@ -193,6 +196,9 @@ func TestConfig(t *testing.T) {
 			c.Tune(&rc)
 			if rc.MaxTxnRecords != tc.rows || rc.MaxPollRecords != tc.poll || !rc.HoldWhenCaughtUp || rc.CommitInterval != 2*time.Second || rc.MaxTxnBytes != 32<<20 {
 				t.Errorf("tuned %+v", rc)
+			}
+			if most := rc.MaxTxnRecords + rc.MaxPollRecords - 1; most != c.BatchRows {
+				t.Errorf("a batch can hold %d records, BatchRows is %d", most, c.BatchRows)
 			}
 		})
 	}
