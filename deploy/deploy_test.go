@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +24,9 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/streamcdp/streamcdp/deploy/clickhouse/migrations"
+	"github.com/streamcdp/streamcdp/deploy/grafana"
 
 	"github.com/streamcdp/streamcdp/internal/config"
 	"github.com/streamcdp/streamcdp/topology"
@@ -531,8 +535,10 @@ func TestComposeConfig(t *testing.T) {
 
 	t.Run("grafana", func(t *testing.T) {
 		g := cf.Services["grafana"]
-		if !strings.Contains(g.env()["GF_INSTALL_PLUGINS"], "grafana-clickhouse-datasource") {
-			t.Errorf("grafana does not install grafana-clickhouse-datasource: GF_INSTALL_PLUGINS=%q", g.env()["GF_INSTALL_PLUGINS"])
+		// The plugin's version is pinned to the one the dashboards are
+		// generated for (deploy/grafana.PluginVersion).
+		if want := "grafana-clickhouse-datasource " + grafana.PluginVersion; g.env()["GF_INSTALL_PLUGINS"] != want {
+			t.Errorf("grafana installs GF_INSTALL_PLUGINS=%q, want %q", g.env()["GF_INSTALL_PLUGINS"], want)
 		}
 		prov, ok := g.mount("/etc/grafana/provisioning")
 		if !ok {
@@ -654,7 +660,28 @@ func dashboardProviderPath(t *testing.T) string {
 	return f.Providers[0].Options.Path
 }
 
+// fromTable finds the tables a query reads (subqueries start with a
+// parenthesis and are skipped).
+var fromTable = regexp.MustCompile(`(?i)\b(?:FROM|JOIN)\s+([a-z_][a-z0-9_.]*)`)
+
+// warehouseTables are the tables and views the embedded migrations create.
+var warehouseTables = func() map[string]bool {
+	out := map[string]bool{}
+	create := regexp.MustCompile(`(?i)CREATE\s+(?:TABLE|VIEW|MATERIALIZED\s+VIEW)\s+IF\s+NOT\s+EXISTS\s+([a-z_][a-z0-9_]*)`)
+	files, _ := fs.Glob(migrations.FS, "*.sql")
+	for _, f := range files {
+		b, _ := fs.ReadFile(migrations.FS, f)
+		for _, m := range create.FindAllStringSubmatch(string(b), -1) {
+			out[m[1]] = true
+		}
+	}
+	return out
+}()
+
 func TestGrafanaProvisioning(t *testing.T) {
+	if len(warehouseTables) < 10 || !warehouseTables["events"] {
+		t.Fatalf("the migrations' tables were not found: %v", warehouseTables)
+	}
 	ds := clickhouseDatasource(t)
 	if ds.UID == "" {
 		t.Error("the ClickHouse datasource needs a fixed uid for dashboards to reference")
@@ -699,10 +726,12 @@ func TestGrafanaProvisioning(t *testing.T) {
 				if tg.Datasource.UID != ds.UID {
 					t.Errorf("%s: panel %q target uses datasource %q, want %q", f, p.Title, tg.Datasource.UID, ds.UID)
 				}
-				// Until the warehouse tables exist, dashboards may only read
-				// ClickHouse system tables.
-				if !strings.Contains(tg.RawSQL, "system.") && !strings.Contains(tg.RawSQL, "version()") && !strings.Contains(tg.RawSQL, "uptime()") {
-					t.Errorf("%s: panel %q queries %q, want a system table", f, p.Title, tg.RawSQL)
+				// Dashboards read ClickHouse's system tables or the tables
+				// and views the warehouse migrations create.
+				for _, m := range fromTable.FindAllStringSubmatch(tg.RawSQL, -1) {
+					if name := m[1]; !strings.HasPrefix(name, "system.") && !warehouseTables[name] {
+						t.Errorf("%s: panel %q reads %s, which is neither a system table nor created by deploy/clickhouse/migrations", f, p.Title, name)
+					}
 				}
 			}
 		}

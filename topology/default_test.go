@@ -62,7 +62,7 @@ func TestDefaultValidates(t *testing.T) {
 		t.Errorf("identity = %+v", identity)
 	}
 	warehouse, _ := top.Processor("warehouse")
-	if !slices.Equal(warehouse.Sinks, []string{"clickhouse"}) || len(warehouse.Inputs) != 4 {
+	if !slices.Equal(warehouse.Sinks, []string{"clickhouse"}) || len(warehouse.Inputs) != 5 || !slices.Equal(warehouse.Outputs, []string{"events.dlq"}) {
 		t.Errorf("warehouse = %+v", warehouse)
 	}
 	api, _ := top.Processor("api")

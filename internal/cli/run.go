@@ -21,6 +21,7 @@ import (
 	"github.com/streamcdp/streamcdp/processors/identity"
 	"github.com/streamcdp/streamcdp/processors/recommend"
 	"github.com/streamcdp/streamcdp/processors/segments"
+	"github.com/streamcdp/streamcdp/processors/warehouse"
 	"github.com/streamcdp/streamcdp/topology"
 )
 
@@ -45,11 +46,14 @@ type built struct {
 	deadLetter string
 	kafkaOpts  []kgo.Opt
 	cleanup    func()
+	// tune, if set, adjusts the runtime's settings (a warehouse batches).
+	tune func(*processing.Config)
 }
 
 // builders construct the processors that exist so far, by name.
 var builders = map[string]func(ctx context.Context, d runDeps) (built, error){
 	"identity":  buildIdentity,
+	"warehouse": buildWarehouse,
 	"features":  buildFeatures,
 	"segments":  buildSegments,
 	"recommend": buildRecommend,
@@ -136,7 +140,7 @@ its partitions back without a rebalance.`,
 						return fmt.Errorf("no --instance and no host name: %w", err)
 					}
 				}
-				r, err := processing.New(processing.Config{
+				rc := processing.Config{
 					Name: name, Brokers: svc.KafkaBrokers, Group: spec.ConsumerGroup(svc.TopicPrefix), Inputs: inputs,
 					InstanceID: id, StaticMembership: instance != "",
 					// Transactional ids are global to the Kafka cluster: the
@@ -145,7 +149,11 @@ its partitions back without a rebalance.`,
 					Journal:         b.journal, DeadLetterTopic: b.deadLetter, SessionTimeout: sessionTimeout,
 					Logger: log.Named(name), Metrics: metrics,
 					KafkaOpts: append([]kgo.Opt{kgo.ProducerBatchCompression(codec)}, b.kafkaOpts...),
-				}, b.proc)
+				}
+				if b.tune != nil {
+					b.tune(&rc)
+				}
+				r, err := processing.New(rc, b.proc)
 				if err != nil {
 					return err
 				}
@@ -224,6 +232,18 @@ func buildIdentity(ctx context.Context, d runDeps) (built, error) {
 		return built{}, err
 	}
 	return built{proc: p, journal: p.Journal(), deadLetter: d.svc.Topic("events.dlq"), cleanup: cleanup}, nil
+}
+
+func buildWarehouse(ctx context.Context, d runDeps) (built, error) {
+	cfg, err := warehouse.ConfigFromEnv()
+	if err != nil {
+		return built{}, err
+	}
+	p, cleanup, err := warehouse.Open(ctx, d.svc, cfg, d.reg, d.log)
+	if err != nil {
+		return built{}, err
+	}
+	return built{proc: p, deadLetter: d.svc.Topic("events.dlq"), cleanup: cleanup, tune: p.Config().Tune}, nil
 }
 
 func buildFeatures(ctx context.Context, d runDeps) (built, error) {

@@ -1,0 +1,255 @@
+package warehouse_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/streamcdp/streamcdp/internal/localstack"
+	"github.com/streamcdp/streamcdp/internal/testkit"
+)
+
+// clickhouseOutage is how long ClickHouse is down in
+// TestClickHouseOutageLosesNothing (issue 10 asks for 60 s).
+const clickhouseOutage = 60 * time.Second
+
+// privateClickHouse is a ClickHouse server of the test's own (the stack's
+// engine, `cdp local serve clickhouse`), so stopping it disturbs no other
+// test. Its data directory survives a stop.
+type privateClickHouse struct {
+	t                  *testing.T
+	bin, lib, dir, log string
+	tcp, http          int
+	cmd                *exec.Cmd
+}
+
+func startPrivateClickHouse(t *testing.T) *privateClickHouse {
+	t.Helper()
+	lib := localstack.CHDBLibraryPath(localstack.CacheDir())
+	if _, err := os.Stat(lib); err != nil {
+		if testkit.InCI() {
+			t.Fatalf("the ClickHouse engine is not installed (%v): run cdp local setup", err)
+		}
+		t.Skipf("the ClickHouse engine is not installed: %v", err)
+	}
+	ports, err := localstack.FreePorts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ch := &privateClickHouse{t: t, bin: testkit.CDPBinary(t), lib: lib, dir: filepath.Join(dir, "data"), log: filepath.Join(dir, "clickhouse.log"),
+		tcp: ports.ClickHouseTCP, http: ports.ClickHouseHTTP}
+	ch.start()
+	t.Cleanup(ch.stop)
+	return ch
+}
+
+func (c *privateClickHouse) dsn() string {
+	return fmt.Sprintf("clickhouse://127.0.0.1:%d/default", c.tcp)
+}
+
+func (c *privateClickHouse) start() {
+	c.t.Helper()
+	logf, err := os.OpenFile(c.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer logf.Close()
+	c.cmd = exec.Command(c.bin, "local", "serve", "clickhouse", "--dir", c.dir, "--lib", c.lib,
+		"--tcp-port", strconv.Itoa(c.tcp), "--http-port", strconv.Itoa(c.http))
+	c.cmd.Stdout, c.cmd.Stderr = logf, logf
+	if err := c.cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	opts, _ := clickhouse.ParseDSN(c.dsn())
+	conn, err := clickhouse.Open(opts)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer conn.Close()
+	for i := 0; ; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := conn.Ping(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if i > 600 {
+			b, _ := os.ReadFile(c.log)
+			c.t.Fatalf("private ClickHouse did not start: %v\n%s", err, tail(string(b), 20))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stop ends the server (SIGTERM, then SIGKILL after 10 s) and waits.
+func (c *privateClickHouse) stop() {
+	if c.cmd == nil || c.cmd.Process == nil {
+		return
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-done
+	}
+	c.cmd = nil
+}
+
+// memory reads a process's resident set size and its peak, in bytes.
+func memory(pid int) (rss, peak int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = kb << 10
+		case "VmHWM:":
+			peak = kb << 10
+		}
+	}
+	return rss, peak, nil
+}
+
+func httpStatus(url string) (int, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return resp.StatusCode, strings.TrimSpace(string(b))
+}
+
+// TestClickHouseOutageLosesNothing stops ClickHouse for 60 s while events
+// keep arriving at a `cdp run warehouse` process with its default batching.
+// The process must commit nothing while ClickHouse is down, say it is not
+// ready, keep its memory bounded (its resident size is sampled throughout
+// and reported), and catch up by itself once ClickHouse is back, ending
+// with every event exactly once.
+func TestClickHouseOutageLosesNothing(t *testing.T) {
+	ch := startPrivateClickHouse(t)
+	s := newStageOn(t, 4, ch.dsn())
+	in := generateInput(t, 60000, 33)
+	events := s.records(t, in.resolved)
+	third := len(events) / 3
+
+	s.produce(t, events[:third])
+	ops := freeAddr(t)
+	logs := filepath.Join(t.TempDir(), "warehouse.log")
+	logf, err := os.Create(logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(testkit.CDPBinary(t), "run", "warehouse", "--instance", "outage-test", "--metrics-addr", ops)
+	cmd.Env, cmd.Stdout, cmd.Stderr = s.processEnv(), logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	var (
+		mu           sync.Mutex
+		maxRSS, last int64
+	)
+	sampling := make(chan struct{})
+	samplerDone := make(chan struct{})
+	go func() {
+		defer close(samplerDone)
+		for {
+			if rss, _, err := memory(cmd.Process.Pid); err == nil {
+				mu.Lock()
+				maxRSS, last = max(maxRSS, rss), rss
+				mu.Unlock()
+			}
+			select {
+			case <-sampling:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	s.waitConsumed(t, 2*time.Minute)
+	mu.Lock()
+	beforeRSS := last
+	mu.Unlock()
+
+	ch.stop()
+	stopped := time.Now()
+	// The rest arrives during the outage, in steps.
+	rest := events[third:]
+	for i := 0; i < 4; i++ {
+		s.produce(t, rest[i*len(rest)/4:(i+1)*len(rest)/4])
+		time.Sleep(2 * time.Second)
+	}
+	adm := s.env.Admin(t)
+	before := s.committed(t, adm)
+	time.Sleep(clickhouseOutage - time.Since(stopped) - 5*time.Second)
+	if code, body := httpStatus("http://" + ops + "/readyz"); code == http.StatusOK {
+		t.Errorf("/readyz answers %d during the outage: %s", code, body)
+	} else {
+		t.Logf("/readyz during the outage: %d %s", code, body)
+	}
+	time.Sleep(clickhouseOutage - time.Since(stopped))
+	if got := s.committed(t, adm); got != before {
+		t.Errorf("committed offsets moved from %d to %d while ClickHouse was down", before, got)
+	}
+	mu.Lock()
+	outageRSS := maxRSS
+	mu.Unlock()
+
+	ch.start()
+	restarted := time.Now()
+	s.waitConsumed(t, 3*time.Minute)
+	caughtUp := time.Since(restarted)
+	waitHealthy(t, ops)
+	close(sampling)
+	<-samplerDone
+	_, peak, _ := memory(cmd.Process.Pid)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		b, _ := os.ReadFile(logs)
+		t.Fatalf("cdp run warehouse after SIGTERM: %v\n%s", err, tail(string(b), 30))
+	}
+
+	n := uint64(len(in.resolved))
+	rows, distinct := count(t, s.conn, "SELECT count() FROM events"), count(t, s.conn, "SELECT uniqExact(message_id) FROM events")
+	if rows != n || distinct != n {
+		t.Errorf("events: %d rows, %d distinct, want %d exactly once", rows, distinct, n)
+	}
+	if got := count(t, s.conn, "SELECT count() FROM order_lines"); got != uint64(in.lines) {
+		t.Errorf("order lines: %d, want %d", got, in.lines)
+	}
+	// Bounded: the default batch (50,000 records or 32 MiB) held once,
+	// nothing growing with the outage's backlog.
+	const bound = 512 << 20
+	mu.Lock()
+	defer mu.Unlock()
+	if maxRSS > bound {
+		t.Errorf("resident size reached %d MiB, above %d MiB", maxRSS>>20, bound>>20)
+	}
+	t.Logf("%d events (%d during the %s outage), each once; caught up %s after ClickHouse came back; RSS %d MiB before the outage, at most %d MiB during it, at most %d MiB over the whole run (sampled every 100 ms; kernel peak VmHWM %d MiB)",
+		n, len(rest), clickhouseOutage, caughtUp.Round(time.Second), beforeRSS>>20, outageRSS>>20, maxRSS>>20, peak>>20)
+}
