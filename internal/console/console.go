@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"math"
 	"net/http"
 	"reflect"
 	"slices"
@@ -393,7 +394,11 @@ func plain(v reflect.Value) any {
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		return float64(v.Uint())
 	case reflect.Float32, reflect.Float64:
-		return v.Float()
+		// JSON has no NaN (an average over no orders) or infinity.
+		if f := v.Float(); !math.IsNaN(f) && !math.IsInf(f, 0) {
+			return f
+		}
+		return nil
 	case reflect.String:
 		return v.String()
 	}
