@@ -43,15 +43,24 @@ type collector struct {
 
 	mu     sync.Mutex
 	latest console.Summary
-	// previous sample, for rates
-	prevAt      time.Time
-	prevIn      int64
-	prevRecords map[string]float64
+	// recent samples, oldest first, for rates over rateWindow
+	history []point
 	// ClickHouse figures are refreshed every few seconds
 	chAt    time.Time
 	chRows  int64
 	sample  string // profile id of the sample
 	sampleQ string // its email, else its id
+}
+
+// rateWindow is what rates average over: the warehouse inserts in
+// batches, so a one-second rate would flicker between 0 and a burst.
+const rateWindow = 5 * time.Second
+
+// point is what rates are computed from.
+type point struct {
+	at      time.Time
+	in      int64
+	records map[string]float64
 }
 
 // Latest returns the newest sample.
@@ -87,20 +96,28 @@ func (c *collector) sampleNow(ctx context.Context) console.Summary {
 		c.log.Debug("summary: end offsets", zap.Error(err))
 	}
 	records, lags := c.gather()
+	var base *point
+	for len(c.history) > 1 && now.Sub(c.history[1].at) >= rateWindow {
+		c.history = c.history[1:]
+	}
+	if len(c.history) > 0 {
+		base = &c.history[0]
+	}
 	s.Processors = s.Processors[:0:0]
 	s.Lag = 0
 	for _, name := range c.processor {
 		p := console.ProcessorStat{Name: name, Records: int64(records[name]), Lag: int64(lags[name])}
-		if !c.prevAt.IsZero() {
-			p.Rate = (records[name] - c.prevRecords[name]) / now.Sub(c.prevAt).Seconds()
+		if base != nil {
+			p.Rate = (records[name] - base.records[name]) / now.Sub(base.at).Seconds()
 		}
 		s.Lag += p.Lag
 		s.Processors = append(s.Processors, p)
 	}
-	if !c.prevAt.IsZero() && s.EventsIn >= c.prevIn {
-		s.EventsRate = float64(s.EventsIn-c.prevIn) / now.Sub(c.prevAt).Seconds()
+	s.EventsRate = 0
+	if base != nil && s.EventsIn >= base.in {
+		s.EventsRate = float64(s.EventsIn-base.in) / now.Sub(base.at).Seconds()
 	}
-	c.prevAt, c.prevIn, c.prevRecords = now, s.EventsIn, records
+	c.history = append(c.history, point{at: now, in: s.EventsIn, records: records})
 
 	if st, err := c.graph.Stats(ctx); err == nil {
 		s.Profiles, s.Merges = st.Profiles, st.Created-st.Profiles
