@@ -1,18 +1,17 @@
 #!/usr/bin/env bash
-# Runs StreamCDP locally on real services with demo traffic.
+# Runs StreamCDP locally on real services with demo traffic: `cdp dev`.
 #
-# Installs what is missing (Debian packages, the ClickHouse engine), starts the
-# local stack in .cdp/ (or $CDP_LOCAL_DIR), creates the topics, starts the
-# processors that exist (cdp run all), and streams generated customer events
-# into the raw topic until Ctrl-C. The stack keeps running afterwards:
-# `bin/cdp local status`, `bin/cdp local down`.
+# Installs what is missing (Debian packages, the ClickHouse engine), builds
+# bin/cdp and runs `cdp dev`: the local stack in .cdp-dev/ (or $CDP_DEV_DIR),
+# the ClickHouse migrations and the topology, every processor and the profile
+# API, the console page, and generated customer traffic, with a live summary
+# refreshed every second. Ctrl-C stops everything; running it again resumes
+# on the same data.
 #
-#   scripts/local.sh [--rate N]   events per second of demo traffic (default 50)
+#   scripts/local.sh [cdp dev flags]   e.g. --rate 500 (default 200 events/s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
-rate=50
-if [ "${1:-}" = "--rate" ]; then rate=$2; fi
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -23,18 +22,5 @@ go build -o bin/cdp ./cmd/cdp
 step "installing missing dependencies"
 bin/cdp local setup
 
-step "starting the local stack"
-bin/cdp local up
-eval "$(bin/cdp local env)"
-
-step "creating topics"
-bin/cdp topology apply
-
-step "starting the processors (cdp run all; log in .cdp/logs/processors.log; metrics on :9100)"
-mkdir -p .cdp/logs
-bin/cdp run all --instance local >>.cdp/logs/processors.log 2>&1 &
-processors=$!
-trap 'kill -TERM $processors 2>/dev/null; wait $processors 2>/dev/null' EXIT
-
-step "streaming demo traffic at $rate events/s into ${CDP_TOPIC_PREFIX:-cdp}.events.raw (Ctrl-C stops traffic and processors; the stack keeps running)"
-bin/cdp generate --persons 2000 --events 100000000 --rate "$rate" --seed "$(date +%s)"
+step "cdp dev $*"
+exec bin/cdp dev "$@"

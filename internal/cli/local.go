@@ -33,7 +33,7 @@ restarts: a Kafka-protocol broker (kfake), a Confluent-compatible schema
 registry whose ids survive restarts, Redis (redis-server) and ClickHouse 26.x
 (the chDB engine from npm).
 
-  cdp local setup     install what is missing (apt redis-server, the engine)
+  cdp local setup     install what is missing (apt redis-server, chromium, ..., the engine)
   cdp local up        start what is not running
   eval "$(cdp local env)"   point every other command and test at it`,
 	}
@@ -52,7 +52,7 @@ registry whose ids survive restarts, Redis (redis-server) and ClickHouse 26.x
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "ready: redis-server, kcat, docker-compose; ClickHouse engine %s at %s\n", localstack.CHDBVersion, lib)
+			fmt.Fprintf(out, "ready: redis-server, kcat, docker-compose, chromium; ClickHouse engine %s at %s\n", localstack.CHDBVersion, lib)
 			return nil
 		},
 	})

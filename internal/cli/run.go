@@ -98,100 +98,10 @@ its partitions back without a rebalance.`,
 			}
 			names := args
 			if len(args) == 1 && args[0] == "all" {
-				names = nil
-				for _, p := range topo.Processors {
-					if _, ok := builders[p.Name]; ok {
-						names = append(names, p.Name)
-					} else if p.Name == "api" {
-						log.Info("the api is not a processor; start it with `cdp api` (or `cdp run api` alone)")
-					} else {
-						log.Warn("processor not built yet; skipping", zap.String("processor", p.Name))
-					}
-				}
+				names = allProcessors(topo, log)
 			}
-			reg := prometheus.NewRegistry()
-			metrics := processing.NewMetrics(reg)
-			var runners []*processing.Runner
-			for _, name := range names {
-				spec, ok := topo.Processor(name)
-				if !ok {
-					return fmt.Errorf("no processor %q in the topology (have %s)", name, processorNames(topo))
-				}
-				build, ok := builders[name]
-				if !ok {
-					return fmt.Errorf("processor %q is declared but not built yet (available: %s)", name, strings.Join(slices.Sorted(mapKeys(builders)), ", "))
-				}
-				b, err := build(ctx, runDeps{svc: svc, topo: topo, spec: spec, metrics: metrics, reg: reg, log: log.Named(name)})
-				if err != nil {
-					return fmt.Errorf("starting %s: %w", name, err)
-				}
-				defer b.cleanup()
-				inputs := make([]string, len(spec.Inputs))
-				for i, in := range spec.Inputs {
-					inputs[i] = svc.Topic(in)
-				}
-				codec, err := svc.Compression()
-				if err != nil {
-					return err
-				}
-				id := instance
-				if id == "" {
-					if id, err = os.Hostname(); err != nil {
-						return fmt.Errorf("no --instance and no host name: %w", err)
-					}
-				}
-				rc := processing.Config{
-					Name: name, Brokers: svc.KafkaBrokers, Group: spec.ConsumerGroup(svc.TopicPrefix), Inputs: inputs,
-					InstanceID: id, StaticMembership: instance != "",
-					// Transactional ids are global to the Kafka cluster: the
-					// prefix keeps two environments on one cluster apart.
-					TransactionalID: svc.TopicPrefix + "-" + name + "-" + id,
-					Journal:         b.journal, DeadLetterTopic: b.deadLetter, SessionTimeout: sessionTimeout,
-					Logger: log.Named(name), Metrics: metrics,
-					KafkaOpts: append([]kgo.Opt{kgo.ProducerBatchCompression(codec)}, b.kafkaOpts...),
-				}
-				if b.tune != nil {
-					b.tune(&rc)
-				}
-				r, err := processing.New(rc, b.proc)
-				if err != nil {
-					return err
-				}
-				runners = append(runners, r)
-			}
-			ready := make([]processing.ReadyFunc, len(runners))
-			for i, r := range runners {
-				ready[i] = r.Ready
-			}
-			ctx, cancel := context.WithCancel(ctx)
-			defer cancel()
-			opsDone := make(chan struct{})
-			go func() {
-				defer close(opsDone)
-				if err := processing.ServeOps(ctx, metricsAddr, processing.NewOpsHandler(reg, ready...)); err != nil {
-					log.Error("ops server", zap.Error(err))
-					cancel()
-				}
-			}()
-			log.Info("serving /metrics /healthz /readyz", zap.String("addr", metricsAddr))
-			// Each processor runs on its own: one that stops (a real fence)
-			// is reported and leaves the others running, and /readyz says so.
-			var wg sync.WaitGroup
-			errs := make([]error, len(runners))
-			for i, r := range runners {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					if err := r.Run(ctx); err != nil {
-						errs[i] = err
-						log.Error("processor stopped; the others go on", zap.String("processor", names[i]), zap.Error(err))
-					}
-				}()
-			}
-			wg.Wait()
-			cancel()
-			<-opsDone
-			return errors.Join(errs...)
+			return runProcessors(ctx, runOptions{svc: svc, topo: topo, names: names, instance: instance,
+				metricsAddr: metricsAddr, sessionTimeout: sessionTimeout, reg: prometheus.NewRegistry(), log: log})
 		},
 	}
 	cmd.Flags().StringVar(&topoFile, "topology", "", "topology file (default: the built-in topology)")
@@ -199,6 +109,129 @@ its partitions back without a rebalance.`,
 	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", envOr("CDP_METRICS_ADDR", ":9100"), "address of /metrics, /healthz, /readyz (env CDP_METRICS_ADDR)")
 	cmd.Flags().DurationVar(&sessionTimeout, "session-timeout", 45*time.Second, "consumer group session timeout: how long the group waits for a silent instance (a static member's restart) before moving its partitions")
 	return cmd
+}
+
+// allProcessors names the topology's processors that are built, in the
+// topology's order (what `cdp run all` runs).
+func allProcessors(topo *topology.Topology, log *zap.Logger) []string {
+	var names []string
+	for _, p := range topo.Processors {
+		if _, ok := builders[p.Name]; ok {
+			names = append(names, p.Name)
+		} else if p.Name == "api" {
+			log.Info("the api is not a processor; start it with `cdp api` (or `cdp run api` alone)")
+		} else {
+			log.Warn("processor not built yet; skipping", zap.String("processor", p.Name))
+		}
+	}
+	return names
+}
+
+// runOptions are what runProcessors needs: `cdp run` fills them from its
+// flags, `cdp dev` with its own registry (which it reads for its summary)
+// and the API's readiness.
+type runOptions struct {
+	svc            config.Services
+	topo           *topology.Topology
+	names          []string
+	instance       string
+	metricsAddr    string
+	sessionTimeout time.Duration
+	reg            *prometheus.Registry
+	log            *zap.Logger
+	// ready are further checks /readyz reports besides the processors'.
+	ready []processing.ReadyFunc
+}
+
+// runProcessors runs the named processors in this process, each a member
+// of its own consumer group, and serves /metrics, /healthz and /readyz on
+// o.metricsAddr until ctx ends.
+func runProcessors(ctx context.Context, o runOptions) error {
+	log, svc, topo, instance := o.log, o.svc, o.topo, o.instance
+	names := o.names
+	reg := o.reg
+	metrics := processing.NewMetrics(reg)
+	var runners []*processing.Runner
+	for _, name := range names {
+		spec, ok := topo.Processor(name)
+		if !ok {
+			return fmt.Errorf("no processor %q in the topology (have %s)", name, processorNames(topo))
+		}
+		build, ok := builders[name]
+		if !ok {
+			return fmt.Errorf("processor %q is declared but not built yet (available: %s)", name, strings.Join(slices.Sorted(mapKeys(builders)), ", "))
+		}
+		b, err := build(ctx, runDeps{svc: svc, topo: topo, spec: spec, metrics: metrics, reg: reg, log: log.Named(name)})
+		if err != nil {
+			return fmt.Errorf("starting %s: %w", name, err)
+		}
+		defer b.cleanup()
+		inputs := make([]string, len(spec.Inputs))
+		for i, in := range spec.Inputs {
+			inputs[i] = svc.Topic(in)
+		}
+		codec, err := svc.Compression()
+		if err != nil {
+			return err
+		}
+		id := instance
+		if id == "" {
+			if id, err = os.Hostname(); err != nil {
+				return fmt.Errorf("no --instance and no host name: %w", err)
+			}
+		}
+		rc := processing.Config{
+			Name: name, Brokers: svc.KafkaBrokers, Group: spec.ConsumerGroup(svc.TopicPrefix), Inputs: inputs,
+			InstanceID: id, StaticMembership: instance != "",
+			// Transactional ids are global to the Kafka cluster: the
+			// prefix keeps two environments on one cluster apart.
+			TransactionalID: svc.TopicPrefix + "-" + name + "-" + id,
+			Journal:         b.journal, DeadLetterTopic: b.deadLetter, SessionTimeout: o.sessionTimeout,
+			Logger: log.Named(name), Metrics: metrics,
+			KafkaOpts: append([]kgo.Opt{kgo.ProducerBatchCompression(codec)}, b.kafkaOpts...),
+		}
+		if b.tune != nil {
+			b.tune(&rc)
+		}
+		r, err := processing.New(rc, b.proc)
+		if err != nil {
+			return err
+		}
+		runners = append(runners, r)
+	}
+	ready := append([]processing.ReadyFunc(nil), o.ready...)
+	for _, r := range runners {
+		ready = append(ready, r.Ready)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	opsDone := make(chan struct{})
+	go func() {
+		defer close(opsDone)
+		if err := processing.ServeOps(ctx, o.metricsAddr, processing.NewOpsHandler(reg, ready...)); err != nil {
+			log.Error("ops server", zap.Error(err))
+			cancel()
+		}
+	}()
+	log.Info("serving /metrics /healthz /readyz", zap.String("addr", o.metricsAddr))
+	// Each processor runs on its own: one that stops (a real fence)
+	// is reported and leaves the others running, and /readyz says so.
+	var wg sync.WaitGroup
+	errs := make([]error, len(runners))
+	for i, r := range runners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.Run(ctx); err != nil {
+				errs[i] = err
+				log.Error("processor stopped; the others go on", zap.String("processor", names[i]), zap.Error(err))
+			}
+		}()
+	}
+	wg.Wait()
+	cancel()
+	<-opsDone
+	return errors.Join(errs...)
 }
 
 func processorNames(t *topology.Topology) string {

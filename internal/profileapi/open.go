@@ -22,6 +22,10 @@ type Opened struct {
 	// Ready pings every Redis the API reads.
 	Ready func(context.Context) error
 	Close func()
+	// Graph and Segments are the readers the Service uses, for callers
+	// that also want the stores' counters (cdp dev's summary).
+	Graph    *identity.Graph
+	Segments *segments.Reader
 }
 
 // Open connects to the stores the processors of svc's deployment write,
@@ -82,10 +86,11 @@ func Open(ctx context.Context, svc config.Services, topo *topology.Topology, eve
 		closeAll()
 		return nil, fmt.Errorf("opening the recommendations reader: %w", err)
 	}
+	seg := segments.NewReader(rdb, scfg, sset, nil)
 	s := NewService(Stores{
 		Identities:      graph,
 		Features:        features.NewReader(rdb, fcfg, fset),
-		Segments:        segments.NewReader(rdb, scfg, sset, nil),
+		Segments:        seg,
 		Recommendations: rec,
 		Events:          events,
 		IdentifierTypes: rules.Priority,
@@ -99,5 +104,5 @@ func Open(ctx context.Context, svc config.Services, topo *topology.Topology, eve
 		}
 		return errors.Join(errs...)
 	}
-	return &Opened{Service: s, Ready: ready, Close: closeAll}, nil
+	return &Opened{Service: s, Ready: ready, Close: closeAll, Graph: graph, Segments: seg}, nil
 }
