@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -38,40 +39,18 @@ var (
 //	go test -run '^$' -bench ProfileAPILatency -benchtime 1x ./internal/profileapi/ [-args -api-rate 5000 -api-duration 10s]
 func BenchmarkProfileAPILatency(b *testing.B) {
 	s := newStack(b, 500, 6000)
-	ids := s.resolvedIDs(b)
-	emails := emailsOf(b, s.lines)
-	tokens, err := ParseTokens(goodToken, "")
-	if err != nil {
-		b.Fatal(err)
-	}
-	enc := zap.NewProductionEncoderConfig()
-	access := zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.AddSync(io.Discard), zapcore.InfoLevel))
-	h, err := NewHandler(s.opened.Service, Options{Tokens: tokens, Logger: access})
-	if err != nil {
-		b.Fatal(err)
-	}
-	s.opened.Service.st.Now = time.Now
+	h := benchHandler(b, s)
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 
 	hdr := http.Header{"Authorization": {"Bearer " + goodToken}}
-	var targets []vegeta.Target
-	for _, id := range sortedKeys(ids) {
-		targets = append(targets, vegeta.Target{Method: "GET", URL: srv.URL + "/v1/profiles/" + url.PathEscape(id), Header: hdr})
-	}
-	var byEmail []vegeta.Target
-	for _, e := range sortedKeys(emails) {
-		byEmail = append(byEmail, vegeta.Target{Method: "GET", URL: srv.URL + "/v1/profiles/by-identifier?type=email&value=" + url.QueryEscape(e), Header: hdr})
-	}
-	var mixed []vegeta.Target
-	for i := range targets {
-		mixed = append(mixed, targets[i])
-		if i%4 == 3 && len(byEmail) > 0 {
-			mixed = append(mixed, byEmail[(i/4)%len(byEmail)])
-		}
+	paths, nTargets, nEmails := benchPaths(b, s)
+	mixed := make([]vegeta.Target, len(paths))
+	for i, p := range paths {
+		mixed[i] = vegeta.Target{Method: "GET", URL: srv.URL + p, Header: hdr}
 	}
 	load, _ := os.ReadFile("/proc/loadavg")
-	b.Logf("%d targets (%d profiles, %d emails); GOMAXPROCS %d; load average before: %s", len(mixed), len(targets), len(byEmail), runtime.GOMAXPROCS(0), load)
+	b.Logf("%d targets (%d profiles, %d emails); GOMAXPROCS %d; load average before: %s", len(mixed), nTargets, nEmails, runtime.GOMAXPROCS(0), load)
 
 	atk := vegeta.NewAttacker(vegeta.KeepAlive(true), vegeta.Connections(10000), vegeta.Workers(64), vegeta.Timeout(5*time.Second))
 	b.ResetTimer()
@@ -100,6 +79,127 @@ func BenchmarkProfileAPILatency(b *testing.B) {
 	b.StopTimer()
 	load, _ = os.ReadFile("/proc/loadavg")
 	b.Logf("load average after: %s", load)
+}
+
+// benchHandler is the handler as `cdp api` serves it: tokens checked and
+// every request access-logged (to a discarding sink, so encoding the line
+// is paid).
+func benchHandler(b *testing.B, s *stack) http.Handler {
+	tokens, err := ParseTokens(goodToken, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	enc := zap.NewProductionEncoderConfig()
+	access := zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.AddSync(io.Discard), zapcore.InfoLevel))
+	h, err := NewHandler(s.opened.Service, Options{Tokens: tokens, Logger: access})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.opened.Service.st.Now = time.Now
+	return h
+}
+
+// benchPaths are the request paths of the benchmarks: every profile id on
+// the resolved topic, and after every fourth one a by-email lookup.
+func benchPaths(b *testing.B, s *stack) (paths []string, profiles, emails int) {
+	ids := sortedKeys(s.resolvedIDs(b))
+	byEmail := sortedKeys(emailsOf(b, s.lines))
+	for i, id := range ids {
+		paths = append(paths, "/v1/profiles/"+url.PathEscape(id))
+		if i%4 == 3 && len(byEmail) > 0 {
+			paths = append(paths, "/v1/profiles/by-identifier?type=email&value="+url.QueryEscape(byEmail[(i/4)%len(byEmail)]))
+		}
+	}
+	return paths, len(ids), len(byEmail)
+}
+
+// BenchmarkProfileHandler calls the handler in process, without HTTP or a
+// load generator, over the same stores and requests as
+// BenchmarkProfileAPILatency: ns/op and allocs/op are the server's own
+// cost of a request, Redis round trips included. cpu-µs/op is this
+// process's CPU per request, redis-cpu-µs/op the Redis server's. serial
+// is one request at a time (ns/op is then the latency); parallel runs 64
+// at a time, as a loaded server does.
+//
+//	go test -run '^$' -bench ProfileHandler -benchtime 20000x ./internal/profileapi/
+func BenchmarkProfileHandler(b *testing.B) {
+	s := newStack(b, 500, 6000)
+	h := benchHandler(b, s)
+	paths, _, _ := benchPaths(b, s)
+	reqs := make([]*http.Request, len(paths))
+	for i, p := range paths {
+		reqs[i] = httptest.NewRequest(http.MethodGet, p, nil)
+		reqs[i].Header.Set("Authorization", "Bearer "+goodToken)
+	}
+	measure := func(b *testing.B, run func()) {
+		b.ReportAllocs()
+		cpu0, redis0 := processCPU(b), redisCPU(b, s)
+		b.ResetTimer()
+		run()
+		b.StopTimer()
+		cpu, rcpu := processCPU(b)-cpu0, redisCPU(b, s)-redis0
+		b.ReportMetric(float64(cpu.Nanoseconds())/1000/float64(b.N), "cpu-µs/op")
+		b.ReportMetric(float64(rcpu.Nanoseconds())/1000/float64(b.N), "redis-cpu-µs/op")
+	}
+	b.Run("serial", func(b *testing.B) {
+		w := newDiscardWriter()
+		measure(b, func() {
+			for i := range b.N {
+				w.reset()
+				h.ServeHTTP(w, reqs[i%len(reqs)])
+				if w.status != http.StatusOK {
+					b.Fatalf("%s: status %d", reqs[i%len(reqs)].URL, w.status)
+				}
+			}
+		})
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.SetParallelism(32) // × GOMAXPROCS goroutines
+		var next atomic.Int64
+		measure(b, func() {
+			b.RunParallel(func(pb *testing.PB) {
+				w := newDiscardWriter()
+				for pb.Next() {
+					w.reset()
+					r := reqs[int(next.Add(1))%len(reqs)]
+					h.ServeHTTP(w, r)
+					if w.status != http.StatusOK {
+						b.Errorf("%s: status %d", r.URL, w.status)
+						return
+					}
+				}
+			})
+		})
+	})
+}
+
+// discardWriter is a ResponseWriter that keeps only the status, so the
+// benchmark's allocations are the handler's.
+type discardWriter struct {
+	h      http.Header
+	status int
+}
+
+func newDiscardWriter() *discardWriter { return &discardWriter{h: http.Header{}} }
+
+func (w *discardWriter) reset() {
+	clear(w.h)
+	w.status = 0
+}
+
+func (w *discardWriter) Header() http.Header { return w.h }
+
+func (w *discardWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+}
+
+func (w *discardWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return len(p), nil
 }
 
 // processCPU is this process's CPU time (server and load generator).
