@@ -83,6 +83,8 @@ func Open(ctx context.Context, svc config.Services, topo *topology.Topology, eve
 		return nil, fmt.Errorf("opening the recommendations reader: %w", err)
 	}
 	s := NewService(Stores{
+		Redis:           rdb,
+		IdentityRedis:   idb,
 		Identities:      graph,
 		Features:        features.NewReader(rdb, fcfg, fset),
 		Segments:        segments.NewReader(rdb, scfg, sset, nil),
