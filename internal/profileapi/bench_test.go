@@ -1,13 +1,17 @@
 package profileapi
 
 import (
+	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -22,32 +26,46 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/streamcdp/streamcdp/internal/config"
+	"github.com/streamcdp/streamcdp/internal/testkit"
 )
 
 var (
 	benchRate     = flag.Int("api-rate", 5000, "BenchmarkProfileAPILatency: requests per second")
 	benchDuration = flag.Duration("api-duration", 10*time.Second, "BenchmarkProfileAPILatency: attack length")
+	benchServer   = flag.String("api-server", "process", "BenchmarkProfileAPILatency: where the API runs: process (`cdp api` of $CDP_BIN, "+
+		"so its CPU is measured apart from the load generator's) or inprocess (beside the load generator)")
 )
 
 // BenchmarkProfileAPILatency serves the API on loopback over the stores of
 // a real pipeline run (500 persons, 6,000 generated events) and attacks it
 // with vegeta at a constant rate: 4 in 5 requests by profile id, 1 in 5 by
-// email, every request authenticated and access-logged (to a discarding
-// sink, so encoding the line is paid). It reports the achieved rate and the
-// latency quantiles. Run with -benchtime 1x: one attack is the measurement.
+// email, every request authenticated and access-logged. By default the API
+// is a `cdp api` process of $CDP_BIN (its access log to a file), so its CPU
+// per request is measured apart from vegeta's; -api-server inprocess
+// serves it from the test process (access log to a discarding sink). It
+// reports the achieved rate, the latency quantiles and the CPU per request
+// of the server, the load generator and Redis. Run with -benchtime 1x: one
+// attack is the measurement.
 //
-//	go test -run '^$' -bench ProfileAPILatency -benchtime 1x ./internal/profileapi/ [-args -api-rate 5000 -api-duration 10s]
+//	go test -run '^$' -bench ProfileAPILatency -benchtime 1x ./internal/profileapi/ [-args -api-rate 5000 -api-duration 10s -api-server process]
 func BenchmarkProfileAPILatency(b *testing.B) {
 	s := newStack(b, 500, 6000)
-	h := benchHandler(b, s)
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-
+	base, serverCPU := "", func() time.Duration { return 0 }
+	switch *benchServer {
+	case "process":
+		base, serverCPU = startAPIProcess(b, s)
+	case "inprocess":
+		srv := httptest.NewServer(benchHandler(b, s))
+		defer srv.Close()
+		base = srv.URL
+	default:
+		b.Fatalf("-api-server %q: want process or inprocess", *benchServer)
+	}
 	hdr := http.Header{"Authorization": {"Bearer " + goodToken}}
 	paths, nTargets, nEmails := benchPaths(b, s)
 	mixed := make([]vegeta.Target, len(paths))
 	for i, p := range paths {
-		mixed[i] = vegeta.Target{Method: "GET", URL: srv.URL + p, Header: hdr}
+		mixed[i] = vegeta.Target{Method: "GET", URL: base + p, Header: hdr}
 	}
 	load, _ := os.ReadFile("/proc/loadavg")
 	b.Logf("%d targets (%d profiles, %d emails); GOMAXPROCS %d; load average before: %s", len(mixed), nTargets, nEmails, runtime.GOMAXPROCS(0), load)
@@ -55,14 +73,19 @@ func BenchmarkProfileAPILatency(b *testing.B) {
 	atk := vegeta.NewAttacker(vegeta.KeepAlive(true), vegeta.Connections(10000), vegeta.Workers(64), vegeta.Timeout(5*time.Second))
 	b.ResetTimer()
 	for range b.N {
-		cpu0, redis0 := processCPU(b), redisCPU(b, s)
+		cpu0, redis0, server0 := processCPU(b), redisCPU(b, s), serverCPU()
 		var m vegeta.Metrics
 		for res := range atk.Attack(vegeta.NewStaticTargeter(mixed...), vegeta.Rate{Freq: *benchRate, Per: time.Second}, *benchDuration, "profile-api") {
 			m.Add(res)
 		}
 		m.Close()
-		cpu, rcpu := processCPU(b)-cpu0, redisCPU(b, s)-redis0
-		b.ReportMetric(float64(cpu.Microseconds())/float64(m.Requests), "cpu-µs/req")
+		cpu, rcpu, scpu := processCPU(b)-cpu0, redisCPU(b, s)-redis0, serverCPU()-server0
+		if *benchServer == "process" {
+			b.ReportMetric(float64(scpu.Microseconds())/float64(m.Requests), "server-cpu-µs/req")
+			b.ReportMetric(float64(cpu.Microseconds())/float64(m.Requests), "vegeta-cpu-µs/req")
+		} else {
+			b.ReportMetric(float64(cpu.Microseconds())/float64(m.Requests), "cpu-µs/req")
+		}
 		b.ReportMetric(float64(rcpu.Microseconds())/float64(m.Requests), "redis-cpu-µs/req")
 		b.ReportMetric(m.Rate, "req/s")
 		b.ReportMetric(m.Success*100, "%ok")
@@ -79,6 +102,54 @@ func BenchmarkProfileAPILatency(b *testing.B) {
 	b.StopTimer()
 	load, _ = os.ReadFile("/proc/loadavg")
 	b.Logf("load average after: %s", load)
+}
+
+// startAPIProcess runs `cdp api` on the stack's stores, with the test's
+// token and its access log to a file, and returns its URL and a reader of
+// its CPU time (user and system, from /proc: 10 ms resolution).
+func startAPIProcess(b *testing.B, s *stack) (string, func() time.Duration) {
+	addr := testkit.FreeAddr(b)
+	logf, err := os.Create(filepath.Join(b.TempDir(), "api.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(testkit.CDPBinary(b), "api", "--addr", addr, "--metrics-addr", testkit.FreeAddr(b))
+	cmd.Env = append(s.env.ProcessEnv(), "CDP_API_TOKENS="+goodToken)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	})
+	base := "http://" + addr
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if resp, err := http.Get(base + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			out, _ := os.ReadFile(logf.Name())
+			b.Fatalf("cdp api did not answer /healthz within 30 s:\n%s", testkit.Tail(string(out), 20))
+		}
+	}
+	stat := fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid)
+	return base, func() time.Duration {
+		raw, err := os.ReadFile(stat)
+		if err != nil {
+			b.Fatal(err)
+		}
+		// Fields after the command name (which may hold spaces): utime is
+		// the 14th field of the line, stime the 15th; in clock ticks of
+		// 1/100 s on Linux.
+		f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		return time.Duration(ut+st) * 10 * time.Millisecond
+	}
 }
 
 // benchHandler is the handler as `cdp api` serves it: tokens checked and
