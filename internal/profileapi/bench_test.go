@@ -93,8 +93,11 @@ func BenchmarkProfileAPILatency(b *testing.B) {
 		b.ReportMetric(float64(m.Latencies.P95.Microseconds())/1000, "p95-ms")
 		b.ReportMetric(float64(m.Latencies.P99.Microseconds())/1000, "p99-ms")
 		b.ReportMetric(float64(m.Latencies.Max.Microseconds())/1000, "max-ms")
-		b.Logf("%d requests at %.0f/s: success %.2f%%, p50 %s p95 %s p99 %s max %s, status codes %v, errors %v",
-			m.Requests, m.Rate, m.Success*100, m.Latencies.P50, m.Latencies.P95, m.Latencies.P99, m.Latencies.Max, m.StatusCodes, firstErrors(m.Errors))
+		// Logged too, since a failed benchmark prints no metrics.
+		b.Logf("%d requests at %.0f/s: success %.2f%%, p50 %s p95 %s p99 %s max %s, status codes %v, errors %v; "+
+			"CPU per request: server %.0f µs, this process %.0f µs, Redis %.0f µs",
+			m.Requests, m.Rate, m.Success*100, m.Latencies.P50, m.Latencies.P95, m.Latencies.P99, m.Latencies.Max, m.StatusCodes, firstErrors(m.Errors),
+			float64(scpu.Microseconds())/float64(m.Requests), float64(cpu.Microseconds())/float64(m.Requests), float64(rcpu.Microseconds())/float64(m.Requests))
 		if m.Success < 0.999 {
 			b.Errorf("only %.2f%% of requests succeeded", m.Success*100)
 		}
