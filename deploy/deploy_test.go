@@ -29,6 +29,7 @@ import (
 	"github.com/streamcdp/streamcdp/deploy/grafana"
 
 	"github.com/streamcdp/streamcdp/internal/config"
+	"github.com/streamcdp/streamcdp/internal/profileapi"
 	"github.com/streamcdp/streamcdp/topology"
 )
 
@@ -530,6 +531,20 @@ func TestComposeConfig(t *testing.T) {
 	t.Run("api", func(t *testing.T) {
 		if !cf.Services["api"].publishes("8080") {
 			t.Errorf("api does not publish 8080: %+v", cf.Services["api"].Ports)
+		}
+		// `cdp run api` refuses to start without a token: the container
+		// needs one the API accepts, and the development token must say so.
+		tok := cf.Services["api"].env()["CDP_API_TOKENS"]
+		if _, err := profileapi.ParseTokens(tok, ""); err != nil {
+			t.Errorf("api: CDP_API_TOKENS=%q: %v", tok, err)
+		}
+		if !strings.Contains(tok, "dev") || !strings.Contains(tok, "replace") {
+			t.Errorf("api: CDP_API_TOKENS=%q does not mark itself as a development token to replace", tok)
+		}
+		for k, v := range composeCDPEnv {
+			if got := cf.Services["api"].env()[k]; got != v {
+				t.Errorf("api: %s=%q, want %q (x-cdp-env)", k, got, v)
+			}
 		}
 	})
 

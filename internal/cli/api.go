@@ -7,12 +7,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/streamcdp/streamcdp/internal/config"
 	"github.com/streamcdp/streamcdp/internal/processing"
@@ -31,14 +33,25 @@ type apiFlags struct {
 	corsOrigins                 []string
 	requestTimeout              time.Duration
 	accessLog                   bool
+	maxInFlight                 int
+	envErr                      error // an unusable CDP_API_* value
 }
 
 func defaultAPIFlags() apiFlags {
-	return apiFlags{
+	f := apiFlags{
 		addr: envOr("CDP_API_ADDR", ":8080"), metricsAddr: envOr("CDP_METRICS_ADDR", ":9100"),
 		tokensFile: os.Getenv("CDP_API_TOKENS_FILE"), tlsCert: os.Getenv("CDP_API_TLS_CERT"), tlsKey: os.Getenv("CDP_API_TLS_KEY"),
 		corsOrigins: splitList(os.Getenv("CDP_API_CORS_ORIGINS")), requestTimeout: 2 * time.Second, accessLog: true,
+		maxInFlight: profileapi.DefaultMaxInFlight(),
 	}
+	if v := os.Getenv("CDP_API_MAX_IN_FLIGHT"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			f.envErr = fmt.Errorf("CDP_API_MAX_IN_FLIGHT=%q: want a whole number of requests", v)
+		}
+		f.maxInFlight = n
+	}
+	return f
 }
 
 func newAPICmd() *cobra.Command {
@@ -71,7 +84,8 @@ characters each. Without any token the command refuses to start, unless
 	fl.StringVar(&f.tlsKey, "tls-key", f.tlsKey, "TLS private key (PEM) (env CDP_API_TLS_KEY)")
 	fl.StringSliceVar(&f.corsOrigins, "cors-origins", f.corsOrigins, "browser origins allowed to call the API, e.g. https://shop.example.com (default none: CORS off; env CDP_API_CORS_ORIGINS)")
 	fl.DurationVar(&f.requestTimeout, "request-timeout", f.requestTimeout, "bound on one request's store reads")
-	fl.BoolVar(&f.accessLog, "access-log", f.accessLog, "log every request")
+	fl.BoolVar(&f.accessLog, "access-log", f.accessLog, "log every request (buffered: written in blocks, at least once a second)")
+	fl.IntVar(&f.maxInFlight, "max-in-flight", f.maxInFlight, "requests served at once; more get 503 overloaded with Retry-After (default 64 per CPU; -1: no bound; env CDP_API_MAX_IN_FLIGHT)")
 	return cmd
 }
 
@@ -101,6 +115,12 @@ func apiTokens(f apiFlags) (*profileapi.Tokens, error) {
 func serveAPI(ctx context.Context, f apiFlags) error {
 	log := newLogger()
 	defer func() { _ = log.Sync() }()
+	if f.envErr != nil {
+		return f.envErr
+	}
+	if f.maxInFlight == 0 {
+		return errors.New("--max-in-flight 0 would refuse every request: give a bound, or -1 for none")
+	}
 	tokens, err := apiTokens(f)
 	if err != nil {
 		return err
@@ -124,10 +144,13 @@ func serveAPI(ctx context.Context, f apiFlags) error {
 	reg := prometheus.NewRegistry()
 	access := zap.NewNop()
 	if f.accessLog {
-		access = log.Named("access")
+		var stop func()
+		access, stop = newAccessLogger()
+		defer stop()
 	}
 	h, err := profileapi.NewHandler(opened.Service, profileapi.Options{Tokens: tokens, CORSOrigins: f.corsOrigins,
-		RequestTimeout: f.requestTimeout, Logger: access, Registerer: reg, Ready: []func(context.Context) error{opened.Ready}})
+		RequestTimeout: f.requestTimeout, Logger: access, Registerer: reg, Ready: []func(context.Context) error{opened.Ready},
+		MaxInFlight: f.maxInFlight})
 	if err != nil {
 		return err
 	}
@@ -171,7 +194,7 @@ func serveAPI(ctx context.Context, f apiFlags) error {
 		scheme = "https"
 	}
 	log.Info("serving the profile API", zap.String("url", scheme+"://"+ln.Addr().String()), zap.String("auth", auth),
-		zap.Strings("cors_origins", f.corsOrigins), zap.String("ops", f.metricsAddr))
+		zap.Strings("cors_origins", f.corsOrigins), zap.String("ops", f.metricsAddr), zap.Int("max_in_flight", f.maxInFlight))
 	if f.tlsCert != "" {
 		err = srv.ServeTLS(ln, f.tlsCert, f.tlsKey)
 	} else {
@@ -183,4 +206,20 @@ func serveAPI(ctx context.Context, f apiFlags) error {
 		return nil
 	}
 	return err
+}
+
+// newAccessLogger returns the API's access log: every request, in the
+// format of the other logs, but written to stderr in blocks of up to 4 KiB
+// at least once a second instead of one write per line, which at thousands
+// of requests a second costs as much CPU as serving some of them. Blocks
+// stay under the pipe's atomic write size, so they do not interleave with
+// the other logs' lines. stop writes what is buffered. Unlike the other
+// logs it is not sampled: an access log that leaves lines out under load
+// misleads.
+func newAccessLogger() (log *zap.Logger, stop func()) {
+	enc := zap.NewProductionEncoderConfig()
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	ws := &zapcore.BufferedWriteSyncer{WS: zapcore.Lock(os.Stderr), Size: 4 << 10, FlushInterval: time.Second}
+	core := zapcore.NewCore(zapcore.NewConsoleEncoder(enc), ws, zapcore.InfoLevel)
+	return zap.New(core).Named("access"), func() { _ = ws.Stop() }
 }

@@ -113,7 +113,7 @@ func TestRoutesMatchDocument(t *testing.T) {
 	}
 }
 
-var allCodes = []string{CodeUnauthorized, CodeNotFound, CodeInvalidArgument, CodeMethodNotAllowed, CodeEventsUnavailable, CodeUnavailable, CodeInternal}
+var allCodes = []string{CodeUnauthorized, CodeNotFound, CodeInvalidArgument, CodeMethodNotAllowed, CodeEventsUnavailable, CodeUnavailable, CodeOverloaded, CodeInternal}
 
 // TestOpenAPIServedAsJSON: /openapi.json is the YAML document.
 func TestOpenAPIServedAsJSON(t *testing.T) {

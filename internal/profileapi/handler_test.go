@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/streamcdp/streamcdp/processors/features"
 	"github.com/streamcdp/streamcdp/processors/identity"
@@ -56,7 +57,30 @@ func (fakeIdentities) Profile(_ context.Context, id string) (string, []identity.
 	return "", nil, fmt.Errorf("%w: %s", identity.ErrNotFound, id)
 }
 
+// The fakes' Queue methods answer at once: nothing goes on the pipeline.
+
+func (f fakeIdentities) QueueProfile(ctx context.Context, _ redis.Pipeliner, id string) func() (string, []identity.Identifier, error) {
+	return func() (string, []identity.Identifier, error) { return f.Profile(ctx, id) }
+}
+
+func (f fakeIdentities) QueueProfileOf(ctx context.Context, _ redis.Pipeliner, id identity.Identifier) func() (string, []identity.Identifier, error) {
+	return func() (string, []identity.Identifier, error) {
+		p, ok, err := f.Lookup(ctx, id)
+		if err != nil {
+			return "", nil, err
+		}
+		if !ok {
+			return "", nil, identity.ErrNotFound
+		}
+		return f.Profile(ctx, p)
+	}
+}
+
 type fakeFeatures struct{}
+
+func (f fakeFeatures) QueueProfile(ctx context.Context, _ redis.Pipeliner, id string, at time.Time) func() (*features.Profile, error) {
+	return func() (*features.Profile, error) { return f.Profile(ctx, id, at) }
+}
 
 func (fakeFeatures) Profile(_ context.Context, id string, at time.Time) (*features.Profile, error) {
 	switch id {
@@ -72,6 +96,10 @@ func (fakeFeatures) Profile(_ context.Context, id string, at time.Time) (*featur
 
 type fakeSegments struct{}
 
+func (f fakeSegments) QueueMembers(ctx context.Context, _ redis.Pipeliner, id string) func() ([]segments.Membership, string, error) {
+	return func() ([]segments.Membership, string, error) { return f.Members(ctx, id) }
+}
+
 func (fakeSegments) Members(_ context.Context, id string) ([]segments.Membership, string, error) {
 	if id == "p1" {
 		return []segments.Membership{{Segment: "high_value", Since: t0}}, id, nil
@@ -80,6 +108,14 @@ func (fakeSegments) Members(_ context.Context, id string) ([]segments.Membership
 }
 
 type fakeRecs struct{}
+
+func (f fakeRecs) QueueRecommendations(ctx context.Context, _ redis.Pipeliner, id string) func() (*recommend.List, error) {
+	return func() (*recommend.List, error) { return f.Recommendations(ctx, id) }
+}
+
+func (f fakeRecs) QueueScores(ctx context.Context, _ redis.Pipeliner, id string) func() (*recommend.Scores, error) {
+	return func() (*recommend.Scores, error) { return f.Scores(ctx, id) }
+}
 
 func (fakeRecs) Recommendations(_ context.Context, id string) (*recommend.List, error) {
 	if id != "p1" {
@@ -116,7 +152,10 @@ const goodToken = "0123456789abcdef-good"
 
 func newTestHandler(t testing.TB, events EventStore, o Options) (http.Handler, *prometheus.Registry) {
 	t.Helper()
-	s := NewService(Stores{Identities: fakeIdentities{}, Features: fakeFeatures{}, Segments: fakeSegments{}, Recommendations: fakeRecs{},
+	// The fakes queue nothing, so the pipelines never reach this address.
+	unused := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	t.Cleanup(func() { _ = unused.Close() })
+	s := NewService(Stores{Redis: unused, Identities: fakeIdentities{}, Features: fakeFeatures{}, Segments: fakeSegments{}, Recommendations: fakeRecs{},
 		Events: events, IdentifierTypes: []string{"user_id", "email"}, Now: func() time.Time { return t0.Add(time.Hour) }})
 	if o.Tokens == nil {
 		tok, err := ParseTokens(goodToken, "")
@@ -345,7 +384,10 @@ func TestHandlers(t *testing.T) {
 }
 
 func TestNoAuthMode(t *testing.T) {
-	s := NewService(Stores{Identities: fakeIdentities{}, Features: fakeFeatures{}, Segments: fakeSegments{}})
+	// The fakes queue nothing, so the pipelines never reach this address.
+	unused := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	t.Cleanup(func() { _ = unused.Close() })
+	s := NewService(Stores{Redis: unused, Identities: fakeIdentities{}, Features: fakeFeatures{}, Segments: fakeSegments{}})
 	h, err := NewHandler(s, Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -92,9 +92,12 @@ func (h *handler) observe(m *metrics, mux *http.ServeMux, next http.Handler) htt
 			}
 			d := time.Since(start)
 			m.duration.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).Observe(d.Seconds())
-			h.o.Logger.Info("request", zap.String("method", r.Method), zap.String("route", route), zap.String("path", r.URL.Path),
-				zap.Int("status", rec.status), zap.Int("bytes", rec.bytes), zap.Duration("duration", d),
-				zap.String("client", client), zap.String("remote", r.RemoteAddr))
+			// Check first: with the access log off, no fields are built.
+			if ce := h.o.Logger.Check(zap.InfoLevel, "request"); ce != nil {
+				ce.Write(zap.String("method", r.Method), zap.String("route", route), zap.String("path", r.URL.Path),
+					zap.Int("status", rec.status), zap.Int("bytes", rec.bytes), zap.Duration("duration", d),
+					zap.String("client", client), zap.String("remote", r.RemoteAddr))
+			}
 		}()
 		next.ServeHTTP(rec, r)
 	})

@@ -88,6 +88,8 @@ func Open(ctx context.Context, svc config.Services, topo *topology.Topology, eve
 	}
 	seg := segments.NewReader(rdb, scfg, sset, nil)
 	s := NewService(Stores{
+		Redis:           rdb,
+		IdentityRedis:   idb,
 		Identities:      graph,
 		Features:        features.NewReader(rdb, fcfg, fset),
 		Segments:        seg,

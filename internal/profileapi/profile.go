@@ -6,8 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sync"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/streamcdp/streamcdp/processors/features"
 	"github.com/streamcdp/streamcdp/processors/identity"
@@ -16,38 +17,46 @@ import (
 )
 
 // The stores the API reads, as small interfaces so handlers can be tested
-// without Redis. The processors' own readers implement them.
+// without Redis. The processors' own readers implement them. Their Queue
+// methods add a read to a Redis pipeline and return the function that
+// gives its result once the pipeline has run, so that a request's reads
+// share one round trip.
 
 // Identities resolves ids and identifiers through the identity graph
 // (*identity.Graph).
 type Identities interface {
 	Lookup(ctx context.Context, id identity.Identifier) (profileID string, ok bool, err error)
-	Profile(ctx context.Context, profileID string) (canonicalID string, ids []identity.Identifier, err error)
+	QueueProfile(ctx context.Context, pipe redis.Pipeliner, profileID string) func() (canonicalID string, ids []identity.Identifier, err error)
+	QueueProfileOf(ctx context.Context, pipe redis.Pipeliner, id identity.Identifier) func() (canonicalID string, ids []identity.Identifier, err error)
 }
 
 // Features reads feature values and traits (*features.Reader).
 type Features interface {
-	Profile(ctx context.Context, profile string, at time.Time) (*features.Profile, error)
+	QueueProfile(ctx context.Context, pipe redis.Pipeliner, profile string, at time.Time) func() (*features.Profile, error)
 }
 
 // Segments reads memberships (*segments.Reader).
 type Segments interface {
-	Members(ctx context.Context, profile string) ([]segments.Membership, string, error)
+	QueueMembers(ctx context.Context, pipe redis.Pipeliner, profile string) func() ([]segments.Membership, string, error)
 }
 
 // Recommender reads lists and scores (*recommend.Reader).
 type Recommender interface {
-	Recommendations(ctx context.Context, profile string) (*recommend.List, error)
-	Scores(ctx context.Context, profile string) (*recommend.Scores, error)
+	QueueRecommendations(ctx context.Context, pipe redis.Pipeliner, profile string) func() (*recommend.List, error)
+	QueueScores(ctx context.Context, pipe redis.Pipeliner, profile string) func() (*recommend.Scores, error)
 }
 
 // Stores are what a Service reads. Recommendations and Events may be nil.
 type Stores struct {
-	Identities      Identities
-	Features        Features
-	Segments        Segments
-	Recommendations Recommender
-	Events          EventStore
+	// Redis holds the feature, segment and recommendation stores;
+	// IdentityRedis the identity graph (nil: Redis). Their pipelines carry
+	// the readers' queued reads.
+	Redis, IdentityRedis redis.UniversalClient
+	Identities           Identities
+	Features             Features
+	Segments             Segments
+	Recommendations      Recommender
+	Events               EventStore
 	// IdentifierTypes are the types by-identifier accepts (the identity
 	// rules' priority list); profile_id is always accepted.
 	IdentifierTypes []string
@@ -132,6 +141,9 @@ type Scores struct {
 type Service struct {
 	st    Stores
 	types map[string]bool
+	// sameRedis: the identity graph and the stores share a Redis, so a
+	// profile's reads can ride along with its identity read.
+	sameRedis bool
 }
 
 // NewService returns a Service over st.
@@ -139,11 +151,15 @@ func NewService(st Stores) *Service {
 	if st.Now == nil {
 		st.Now = time.Now
 	}
+	same := st.IdentityRedis == nil || st.IdentityRedis == st.Redis
+	if st.IdentityRedis == nil {
+		st.IdentityRedis = st.Redis
+	}
 	types := map[string]bool{identity.TypeProfileID: true}
 	for _, t := range st.IdentifierTypes {
 		types[t] = true
 	}
-	return &Service{st: st, types: types}
+	return &Service{st: st, types: types, sameRedis: same}
 }
 
 // Bounds of what a request may ask for (openapi.yaml says the same).
@@ -152,15 +168,37 @@ const (
 	maxValueLength = 1024
 )
 
-// ByID returns the profile id is, or was merged into.
+// ByID returns the profile id is, or was merged into. It costs one Redis
+// round trip when the stores share the identity graph's Redis: the
+// profile's reads go with the identity read, on the guess that id is not
+// merged away; a merged-away id costs a second one for the survivor.
 func (s *Service) ByID(ctx context.Context, id string) (*Profile, error) {
 	if err := checkID(id); err != nil {
 		return nil, err
 	}
-	return s.assemble(ctx, id, nil)
+	at := s.st.Now().UTC()
+	pipe := s.st.IdentityRedis.Pipeline()
+	ident := s.st.Identities.QueueProfile(ctx, pipe, id)
+	var guess *reads
+	if s.sameRedis {
+		guess = s.queue(ctx, pipe, id, at)
+	}
+	_, _ = pipe.Exec(ctx) // every read has its own error
+	canonical, ids, err := ident()
+	if errors.Is(err, identity.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s", ErrProfileNotFound, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if guess == nil || canonical != id {
+		guess = s.read(ctx, canonical, at)
+	}
+	return guess.profile(id, canonical, ids, nil, at)
 }
 
-// ByIdentifier returns the profile holding the identifier typ=value.
+// ByIdentifier returns the profile holding the identifier typ=value, in two
+// Redis round trips: the identity graph's, then the profile's stores.
 func (s *Service) ByIdentifier(ctx context.Context, typ, value string) (*Profile, error) {
 	if typ == "" || value == "" {
 		return nil, fmt.Errorf("%w: type and value are both required", ErrInvalidArgument)
@@ -171,16 +209,20 @@ func (s *Service) ByIdentifier(ctx context.Context, typ, value string) (*Profile
 	if !s.types[typ] {
 		return nil, fmt.Errorf("%w: unknown identifier type %q (known: %s)", ErrInvalidArgument, typ, s.typeList())
 	}
-	id, ok, err := s.st.Identities.Lookup(ctx, identity.Identifier{Type: typ, Value: value})
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
+	at := s.st.Now().UTC()
+	pipe := s.st.IdentityRedis.Pipeline()
+	ident := s.st.Identities.QueueProfileOf(ctx, pipe, identity.Identifier{Type: typ, Value: value})
+	_, _ = pipe.Exec(ctx)
+	canonical, ids, err := ident()
+	if errors.Is(err, identity.ErrNotFound) {
 		// Not in the graph, or a value the rules refuse (blocked, invalid):
 		// either way no profile holds it.
 		return nil, fmt.Errorf("%w: no profile has %s %q", ErrProfileNotFound, typ, value)
 	}
-	return s.assemble(ctx, id, &Identifier{Type: typ, Value: value})
+	if err != nil {
+		return nil, err
+	}
+	return s.read(ctx, canonical, at).profile(canonical, canonical, ids, &Identifier{Type: typ, Value: value}, at)
 }
 
 // canonical returns the surviving profile of id, in one lookup.
@@ -213,65 +255,63 @@ func (s *Service) typeList() string {
 	return out
 }
 
-// assemble reads everything about requested. The identity graph decides
+// reads are one profile's queued store reads. The identity graph decides
 // whether the profile exists and which profile survives; the other stores
 // are read by the survivor's id, and a store that has not seen the profile
 // yet (its processor lags, or the profile had no event it counts)
 // contributes nothing rather than failing the request.
-func (s *Service) assemble(ctx context.Context, requested string, by *Identifier) (*Profile, error) {
-	canonical, ids, err := s.st.Identities.Profile(ctx, requested)
-	if errors.Is(err, identity.ErrNotFound) {
-		return nil, fmt.Errorf("%w: %s", ErrProfileNotFound, requested)
+type reads struct {
+	features func() (*features.Profile, error)
+	members  func() ([]segments.Membership, string, error)
+	list     func() (*recommend.List, error)
+	scores   func() (*recommend.Scores, error)
+}
+
+// queue queues the reads of profile's stores on pipe.
+func (s *Service) queue(ctx context.Context, pipe redis.Pipeliner, profile string, at time.Time) *reads {
+	r := &reads{
+		features: s.st.Features.QueueProfile(ctx, pipe, profile, at),
+		members:  s.st.Segments.QueueMembers(ctx, pipe, profile),
 	}
-	if err != nil {
-		return nil, err
+	if s.st.Recommendations != nil {
+		r.list = s.st.Recommendations.QueueRecommendations(ctx, pipe, profile)
+		r.scores = s.st.Recommendations.QueueScores(ctx, pipe, profile)
 	}
-	at := s.st.Now().UTC()
+	return r
+}
+
+// read reads profile's stores in one round trip.
+func (s *Service) read(ctx context.Context, profile string, at time.Time) *reads {
+	pipe := s.st.Redis.Pipeline()
+	r := s.queue(ctx, pipe, profile, at)
+	_, _ = pipe.Exec(ctx) // every read has its own error
+	return r
+}
+
+// profile assembles the profile from the reads' results.
+func (r *reads) profile(requested, canonical string, ids []identity.Identifier, by *Identifier, at time.Time) (*Profile, error) {
 	p := &Profile{ProfileID: canonical, RequestedID: requested, Merged: canonical != requested, Identifier: by,
 		Identities: make([]Identifier, len(ids)), Traits: map[string]json.RawMessage{}, Features: map[string]any{},
 		FeaturesAt: at, Segments: []Membership{}}
 	for i, id := range ids {
 		p.Identities[i] = Identifier{Type: id.Type, Value: id.Value}
 	}
-
-	// The remaining reads are independent: run them side by side so a
-	// request costs about one Redis round trip after the graph's.
-	var (
-		wg                  sync.WaitGroup
-		fp                  *features.Profile
-		members             []segments.Membership
-		list                *recommend.List
-		scores              *recommend.Scores
-		fErr, sErr, rErr    error
-		scErr               error
-		haveRecommendations = s.st.Recommendations != nil
-	)
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		fp, fErr = s.st.Features.Profile(ctx, canonical, at)
-	}()
-	go func() {
-		defer wg.Done()
-		members, _, sErr = s.st.Segments.Members(ctx, canonical)
-	}()
-	if haveRecommendations {
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			list, rErr = s.st.Recommendations.Recommendations(ctx, canonical)
-		}()
-		go func() {
-			defer wg.Done()
-			scores, scErr = s.st.Recommendations.Scores(ctx, canonical)
-		}()
-	}
-	wg.Wait()
+	fp, fErr := r.features()
 	if errors.Is(fErr, features.ErrNotFound) {
 		fErr = nil
 	}
+	members, _, sErr := r.members()
 	if errors.Is(sErr, segments.ErrNotFound) {
 		sErr = nil
+	}
+	var (
+		list        *recommend.List
+		scores      *recommend.Scores
+		rErr, scErr error
+	)
+	if r.list != nil {
+		list, rErr = r.list()
+		scores, scErr = r.scores()
 	}
 	if err := errors.Join(fErr, sErr, rErr, scErr); err != nil {
 		return nil, err

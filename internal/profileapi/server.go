@@ -1,6 +1,7 @@
 package profileapi
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
 	"encoding/json"
@@ -8,8 +9,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -46,6 +49,7 @@ const (
 	CodeMethodNotAllowed  = "method_not_allowed"
 	CodeEventsUnavailable = "events_unavailable"
 	CodeUnavailable       = "unavailable"
+	CodeOverloaded        = "overloaded"
 	CodeInternal          = "internal"
 )
 
@@ -64,7 +68,21 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Ready are the readiness checks of /readyz.
 	Ready []func(context.Context) error
+	// MaxInFlight bounds the /v1 requests served at once; more are refused
+	// at once with 503 overloaded and Retry-After, rather than queueing
+	// into timeouts. 0: DefaultMaxInFlight; negative: no bound.
+	MaxInFlight int
 }
+
+// DefaultMaxInFlight is MaxInFlight's default: 64 requests per CPU. A
+// request takes about 0.1-0.2 ms of CPU, so a full house is some 10 ms of
+// work per CPU: enough to ride out bursts and GC pauses, small enough that
+// a request admitted under overload still answers in milliseconds.
+func DefaultMaxInFlight() int { return 64 * runtime.GOMAXPROCS(0) }
+
+// RetryAfterSeconds is the Retry-After of a 503: an overload or a store
+// that did not answer is usually over within a second.
+const RetryAfterSeconds = 1
 
 // Routes are the patterns the handler serves, as in openapi.yaml.
 var Routes = []string{
@@ -88,13 +106,19 @@ func NewHandler(s *Service, o Options) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.MaxInFlight == 0 {
+		o.MaxInFlight = DefaultMaxInFlight()
+	}
 	h := &handler{s: s, o: o}
+	if o.MaxInFlight > 0 {
+		h.slots = make(chan struct{}, o.MaxInFlight)
+	}
 	mux := http.NewServeMux()
 	// Methods are checked in the handlers rather than in the patterns, so
 	// a wrong method gets the JSON error, not the mux's plain text.
-	mux.Handle(Routes[0], h.auth(get(h.profile)))
-	mux.Handle(Routes[1], h.auth(get(h.byIdentifier)))
-	mux.Handle(Routes[2], h.auth(get(h.events)))
+	mux.Handle(Routes[0], h.admit(h.auth(get(h.profile))))
+	mux.Handle(Routes[1], h.admit(h.auth(get(h.byIdentifier))))
+	mux.Handle(Routes[2], h.admit(h.auth(get(h.events))))
 	mux.Handle(Routes[3], get(func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}))
@@ -118,7 +142,36 @@ func NewHandler(s *Service, o Options) (http.Handler, error) {
 type handler struct {
 	s *Service
 	o Options
+	// slots holds a token per /v1 request being served (nil: no bound).
+	slots chan struct{}
 }
+
+// admit serves a request if a slot is free and refuses it at once
+// otherwise: under overload a quick 503 lets clients back off or go to
+// another instance, where queueing would turn every request into a
+// timeout. Health, readiness and the document are not counted, so probes
+// still answer.
+func (h *handler) admit(next http.Handler) http.Handler {
+	if h.slots == nil {
+		return next
+	}
+	msg := fmt.Sprintf("the API is serving its limit of %d requests at once; retry after %d s", cap(h.slots), RetryAfterSeconds)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case h.slots <- struct{}{}:
+		default:
+			retryAfter(w)
+			writeError(w, http.StatusServiceUnavailable, CodeOverloaded, msg)
+			return
+		}
+		defer func() { <-h.slots }()
+		next.ServeHTTP(w, r)
+	})
+}
+
+var retryAfterValue = []string{strconv.Itoa(RetryAfterSeconds)}
+
+func retryAfter(w http.ResponseWriter) { w.Header()["Retry-After"] = retryAfterValue }
 
 // clientKey carries the token fingerprint from auth to the access log.
 type clientKey struct{}
@@ -218,6 +271,9 @@ func (h *handler) reply(w http.ResponseWriter, r *http.Request, v any, err error
 	if status >= 500 {
 		h.o.Logger.Error("request failed", zap.String("path", r.URL.Path), zap.Error(err))
 	}
+	if status == http.StatusServiceUnavailable {
+		retryAfter(w)
+	}
 	writeError(w, status, code, msg)
 }
 
@@ -251,15 +307,35 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	writeJSON(w, status, b)
 }
 
+// bufs are response buffers: a profile is encoded once, into a reused
+// buffer, and written with one call.
+var bufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
+	buf := bufs.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= 64<<10 { // a rare huge response is not kept
+			buf.Reset()
+			bufs.Put(buf)
+		}
+	}()
+	buf.Reset()
+	if err := json.NewEncoder(buf).Encode(v); err != nil { // Encode ends the text with a newline
 		status = http.StatusInternalServerError
-		b = []byte(`{"error":{"code":"internal","message":"encoding the response failed"}}`)
+		buf.Reset()
+		buf.WriteString(`{"error":{"code":"internal","message":"encoding the response failed"}}` + "\n")
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Cache-Control"] = noStore
+	h["X-Content-Type-Options"] = nosniff
 	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(buf.Bytes())
 }
+
+// Header values, shared rather than allocated per response.
+var (
+	jsonContentType = []string{"application/json"}
+	noStore         = []string{"no-store"}
+	nosniff         = []string{"nosniff"}
+)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -175,6 +176,29 @@ func pipelineMatchesReference(t *testing.T, redisURL string) {
 			}
 		}
 	}
+	// The pipelined read, all profiles in one pipeline, answers what
+	// Profile answers, merged-away profiles followed to their survivor.
+	at := time.Now()
+	pipe := rd.rdb.Pipeline()
+	queued := map[string]func() (*Profile, error){}
+	for _, p := range persons {
+		for _, id := range p.ids {
+			queued[id] = rd.QueueProfile(ctx, pipe, id, at)
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range persons {
+		for _, id := range p.ids {
+			got, err := queued[id]()
+			want, werr := rd.Profile(ctx, id, at)
+			if err != nil || werr != nil || got.ID != p.root || !reflect.DeepEqual(got, want) {
+				t.Errorf("QueueProfile(%s) = %+v %v\nProfile = %+v %v (survivor %s)", id, got, err, want, werr, p.root)
+			}
+		}
+	}
+
 	checked := checkChain(t, rd, changes)
 	t.Logf("%d persons, %d records, %d merged-away profiles, %d changes of %d profiles, each continuing the one before", len(persons), len(recs), merged, checked, len(changes))
 	if dl := s.readAll(t, s.dlqT); len(dl) != 0 {

@@ -76,7 +76,13 @@ func (r *Reader) State(ctx context.Context, profile string) (*State, string, err
 // Own returns profile's own stored state, without following a merge (a
 // merged-away profile's state names its survivor in MergedInto).
 func (r *Reader) Own(ctx context.Context, profile string) (*State, error) {
-	b, err := r.rdb.HGet(ctx, r.layout.Key(r.layout.Partition(profile), "s"), profile).Bytes()
+	return r.decodeOwn(r.rdb.HGet(ctx, r.key(profile), profile), profile)
+}
+
+func (r *Reader) key(profile string) string { return r.layout.Key(r.layout.Partition(profile), "s") }
+
+func (r *Reader) decodeOwn(cmd *redis.StringCmd, profile string) (*State, error) {
+	b, err := cmd.Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, ErrNotFound
 	}
@@ -88,6 +94,25 @@ func (r *Reader) Own(ctx context.Context, profile string) (*State, error) {
 		return nil, fmt.Errorf("profile %s: %w", profile, err)
 	}
 	return st, nil
+}
+
+// QueueProfile queues the read of Profile(profile, at) on pipe, so that a
+// reader can send it in one round trip with other reads (the profile API
+// does), and returns the function that gives its result once pipe has run.
+// A profile the store knows as merged away is followed to its survivor
+// with further reads.
+func (r *Reader) QueueProfile(ctx context.Context, pipe redis.Pipeliner, profile string, at time.Time) func() (*Profile, error) {
+	cmd := pipe.HGet(ctx, r.key(profile), profile)
+	return func() (*Profile, error) {
+		st, err := r.decodeOwn(cmd, profile)
+		if err != nil {
+			return nil, err
+		}
+		if st.MergedInto != "" {
+			return r.Profile(ctx, st.MergedInto, at)
+		}
+		return r.View(profile, st, at), nil
+	}
 }
 
 // Layout is where the store keeps profiles.

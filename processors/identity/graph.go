@@ -588,16 +588,63 @@ func (g *Graph) Lookup(ctx context.Context, id Identifier) (profileID string, ok
 // returns ErrNotFound for an unknown id.
 func (g *Graph) Profile(ctx context.Context, profileID string) (canonicalID string, ids []Identifier, err error) {
 	vals, err := g.readS.Run(ctx, g.rdb, []string{g.meta}, "p", g.profileDigest(profileID)).StringSlice()
+	return g.profileOf(vals, err, profileID)
+}
+
+// QueueProfile queues Profile(profileID) on pipe, so that a reader can send
+// it in one round trip with other reads (the profile API does), and
+// returns the function that gives its result once pipe has run.
+func (g *Graph) QueueProfile(ctx context.Context, pipe redis.Pipeliner, profileID string) func() (canonicalID string, ids []Identifier, err error) {
+	return g.queueRead(ctx, pipe, g.profileDigest(profileID), profileID)
+}
+
+// QueueProfileOf queues the read of the profile holding id, normalised as
+// Lookup does (TypeProfileID: a profile id, also one merged away), in one
+// script call where Lookup and Profile take two. The result is
+// ErrNotFound when no profile holds id or the rules refuse it (blocked,
+// invalid).
+func (g *Graph) QueueProfileOf(ctx context.Context, pipe redis.Pipeliner, id Identifier) func() (canonicalID string, ids []Identifier, err error) {
+	what := id.Type + " " + strconv.Quote(id.Value)
+	if id.Type == TypeProfileID {
+		return g.queueRead(ctx, pipe, g.profileDigest(strings.TrimSpace(id.Value)), what)
+	}
+	n, rule, _ := g.rules.normalizeOne(id)
+	if rule != "" {
+		return func() (string, []Identifier, error) { return "", nil, fmt.Errorf("%w: %s", ErrNotFound, what) }
+	}
+	return g.queueRead(ctx, pipe, g.digest(n), what)
+}
+
+// queueRead queues read.lua's "p" mode for digest d.
+func (g *Graph) queueRead(ctx context.Context, pipe redis.Pipeliner, d, what string) func() (string, []Identifier, error) {
+	keys := []string{g.meta}
+	cmd := g.readS.EvalSha(ctx, pipe, keys, "p", d)
+	return func() (string, []Identifier, error) {
+		vals, err := cmd.StringSlice()
+		if redis.HasErrorPrefix(err, "NOSCRIPT") {
+			// Redis lost its script cache (a restart): Run loads it again.
+			vals, err = g.readS.Run(ctx, g.rdb, keys, "p", d).StringSlice()
+		}
+		return g.profileOf(vals, err, what)
+	}
+}
+
+// profileOf decodes read.lua's answer about what.
+func (g *Graph) profileOf(vals []string, err error, what string) (string, []Identifier, error) {
 	if errors.Is(err, redis.Nil) {
-		return "", nil, fmt.Errorf("%w: %s", ErrNotFound, profileID)
+		return "", nil, fmt.Errorf("%w: %s", ErrNotFound, what)
 	}
 	if err != nil {
-		return "", nil, fmt.Errorf("identity: reading profile %s: %w", profileID, err)
+		return "", nil, fmt.Errorf("identity: reading profile %s: %w", what, err)
+	}
+	var ids []Identifier
+	if len(vals) > 1 {
+		ids = make([]Identifier, 0, len(vals)-1)
 	}
 	for _, s := range vals[1:] {
 		id, err := g.member(s)
 		if err != nil {
-			return "", nil, fmt.Errorf("identity: reading profile %s: %w", profileID, err)
+			return "", nil, fmt.Errorf("identity: reading profile %s: %w", what, err)
 		}
 		ids = append(ids, id)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -123,6 +124,32 @@ func pipeline(t *testing.T, redisURL string) {
 		}
 	}
 	stop()
+
+	// The pipelined reads, every profile in one pipeline (on a cluster,
+	// one per node), answer what the single reads answer.
+	pipe := rd.rdb.Pipeline()
+	type queued struct {
+		list   func() (*List, error)
+		scores func() (*Scores, error)
+	}
+	qs := map[string]queued{}
+	for p := range tr.touched {
+		qs[p] = queued{rd.QueueRecommendations(ctx, pipe, p), rd.QueueScores(ctx, pipe, p)}
+	}
+	qs["nobody"] = queued{rd.QueueRecommendations(ctx, pipe, "nobody"), rd.QueueScores(ctx, pipe, "nobody")}
+	_, _ = pipe.Exec(ctx) // nobody's reads are redis.Nil
+	for p, q := range qs {
+		l, err := q.list()
+		wl, werr := rd.Recommendations(ctx, p)
+		sc, serr := q.scores()
+		wsc, wserr := rd.Scores(ctx, p)
+		if err != nil || werr != nil || serr != nil || wserr != nil || !reflect.DeepEqual(l, wl) || !reflect.DeepEqual(sc, wsc) {
+			t.Errorf("%s: queued reads %+v %+v (%v %v), single reads %+v %+v (%v %v)", p, l, sc, err, serr, wl, wsc, werr, wserr)
+		}
+		if (l == nil) != (p == "nobody") {
+			t.Errorf("%s: list %+v", p, l)
+		}
+	}
 
 	// The orders changelog: each order once, in the profile's order, with
 	// its previous basket and running summary.

@@ -69,9 +69,35 @@ func (r *Reader) Scores(ctx context.Context, profile string) (*Scores, error) {
 	return get[Scores](ctx, r, keyScores, profile, "scores")
 }
 
+// QueueRecommendations queues the read of Recommendations(profile) on
+// pipe, so that a reader can send it in one round trip with other reads
+// (the profile API does), and returns the function that gives its result
+// once pipe has run.
+func (r *Reader) QueueRecommendations(ctx context.Context, pipe redis.Pipeliner, profile string) func() (*List, error) {
+	return queue[List](ctx, r, pipe, keyList, profile, "recommendations")
+}
+
+// QueueScores is QueueRecommendations for Scores.
+func (r *Reader) QueueScores(ctx context.Context, pipe redis.Pipeliner, profile string) func() (*Scores, error) {
+	return queue[Scores](ctx, r, pipe, keyScores, profile, "scores")
+}
+
 // get reads and decodes profile's field of the state hash suffix.
 func get[T any](ctx context.Context, r *Reader, suffix, profile, what string) (*T, error) {
-	b, err := r.rdb.HGet(ctx, slotKey(r.prefix, r.topic, r.Partition(profile), suffix), profile).Bytes()
+	return decode[T](r.hget(ctx, r.rdb, suffix, profile), profile, what)
+}
+
+func queue[T any](ctx context.Context, r *Reader, pipe redis.Pipeliner, suffix, profile, what string) func() (*T, error) {
+	cmd := r.hget(ctx, pipe, suffix, profile)
+	return func() (*T, error) { return decode[T](cmd, profile, what) }
+}
+
+func (r *Reader) hget(ctx context.Context, c redis.Cmdable, suffix, profile string) *redis.StringCmd {
+	return c.HGet(ctx, slotKey(r.prefix, r.topic, r.Partition(profile), suffix), profile)
+}
+
+func decode[T any](cmd *redis.StringCmd, profile, what string) (*T, error) {
+	b, err := cmd.Bytes()
 	switch {
 	case errors.Is(err, redis.Nil):
 		return nil, nil

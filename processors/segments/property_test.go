@@ -2,8 +2,10 @@ package segments
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strconv"
 	"testing"
@@ -328,6 +330,27 @@ func TestMembershipMatchesReference(t *testing.T) {
 			t.Fatalf("%s: members %v, reference %v", id, names, want)
 		}
 	}
+	// The pipelined read, every profile in one pipeline, answers what
+	// Members answers, merged-away profiles followed to their survivor.
+	pipe := rd.rdb.Pipeline()
+	queued := map[string]func() ([]Membership, string, error){}
+	for id := range model.profiles {
+		queued[id] = rd.QueueMembers(ctx, pipe, id)
+	}
+	_, _ = pipe.Exec(ctx) // a profile without memberships state is a redis.Nil here
+	followed := 0
+	for id, q := range queued {
+		ms, into, err := q()
+		wms, winto, werr := rd.Members(ctx, id)
+		if !reflect.DeepEqual(ms, wms) || into != winto || (err == nil) != (werr == nil) || errors.Is(err, ErrNotFound) != errors.Is(werr, ErrNotFound) {
+			t.Fatalf("QueueMembers(%s) = %v %s %v; Members = %v %s %v", id, ms, into, err, wms, winto, werr)
+		}
+		if into != id {
+			followed++
+		}
+	}
+	t.Logf("pipelined reads of %d profiles, %d of them followed to their survivor", len(queued), followed)
+
 	for id := range got {
 		if model.profiles[id] == nil {
 			t.Fatalf("membership changes for %s, which the reference never saw", id)

@@ -47,29 +47,61 @@ var ErrNotFound = errors.New("profile not found in the segments store")
 // survivor) and that profile's id.
 func (r *Reader) Members(ctx context.Context, profile string) ([]Membership, string, error) {
 	id := profile
-	for range 32 {
-		b, err := r.rdb.HGet(ctx, r.layout.Key(r.layout.Partition(id), stateSuffix), id).Bytes()
-		if errors.Is(err, redis.Nil) {
-			return nil, id, ErrNotFound
+	for range maxMergeHops {
+		out, into, err := r.decodeMembers(r.rdb.HGet(ctx, r.key(id), id), id)
+		if err != nil || into == "" {
+			return out, id, err
 		}
-		if err != nil {
-			return nil, id, fmt.Errorf("reading the segments of %s: %w", id, err)
-		}
-		s, err := decodeState(b)
-		if err != nil {
-			return nil, id, fmt.Errorf("segments of %s: %w", id, err)
-		}
-		if s.MergedInto != "" {
-			id = s.MergedInto
-			continue
-		}
-		out := make([]Membership, 0, len(s.Members))
-		for _, name := range sortedKeys(s.Members) {
-			out = append(out, Membership{Segment: name, Since: time.UnixMilli(s.Members[name].Since).UTC()})
-		}
-		return out, id, nil
+		id = into
 	}
 	return nil, id, fmt.Errorf("profile %s: too many merges to follow", profile)
+}
+
+// QueueMembers queues the read of Members(profile) on pipe, so that a
+// reader can send it in one round trip with other reads (the profile API
+// does), and returns the function that gives its result once pipe has
+// run. A profile the store knows as merged away is followed to its
+// survivor with further reads.
+func (r *Reader) QueueMembers(ctx context.Context, pipe redis.Pipeliner, profile string) func() ([]Membership, string, error) {
+	cmd := pipe.HGet(ctx, r.key(profile), profile)
+	return func() ([]Membership, string, error) {
+		out, into, err := r.decodeMembers(cmd, profile)
+		if err == nil && into != "" {
+			return r.Members(ctx, into)
+		}
+		return out, profile, err
+	}
+}
+
+// maxMergeHops bounds following merged-away profiles to their survivor.
+const maxMergeHops = 32
+
+func (r *Reader) key(profile string) string {
+	return r.layout.Key(r.layout.Partition(profile), stateSuffix)
+}
+
+// decodeMembers returns id's memberships, or the profile id was merged
+// into.
+func (r *Reader) decodeMembers(cmd *redis.StringCmd, id string) (_ []Membership, mergedInto string, _ error) {
+	b, err := cmd.Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, "", ErrNotFound
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("reading the segments of %s: %w", id, err)
+	}
+	s, err := decodeState(b)
+	if err != nil {
+		return nil, "", fmt.Errorf("segments of %s: %w", id, err)
+	}
+	if s.MergedInto != "" {
+		return nil, s.MergedInto, nil
+	}
+	out := make([]Membership, 0, len(s.Members))
+	for _, name := range sortedKeys(s.Members) {
+		out = append(out, Membership{Segment: name, Since: time.UnixMilli(s.Members[name].Since).UTC()})
+	}
+	return out, "", nil
 }
 
 // Sizes returns the number of members of every segment with any, the
