@@ -128,28 +128,31 @@ func (s *stage) waitConsumed(t testing.TB, timeout time.Duration) {
 	t.Helper()
 	adm := s.env.Admin(t)
 	deadline := time.Now().Add(timeout)
-	inputs := []string{s.topics.Resolved, s.topics.Merges, s.topics.Membership, s.topics.Changes, s.topics.DeadLetters}
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		ends, err := adm.ListEndOffsets(ctx, inputs...)
-		committed, cerr := adm.FetchOffsets(ctx, s.group)
-		cancel()
-		done := err == nil && cerr == nil
-		if done {
-			ends.Each(func(o kadm.ListedOffset) {
-				if c, ok := committed.Lookup(o.Topic, o.Partition); o.Offset > 0 && (!ok || c.At < o.Offset) {
-					done = false
-				}
-			})
-		}
-		if done {
-			return
-		}
+	for !s.consumed(adm) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the warehouse group did not consume its inputs within %s", timeout)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// consumed reports whether the warehouse group has committed the end of
+// every input topic.
+func (s *stage) consumed(adm *kadm.Client) bool {
+	inputs := []string{s.topics.Resolved, s.topics.Merges, s.topics.Membership, s.topics.Changes, s.topics.DeadLetters}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ends, err := adm.ListEndOffsets(ctx, inputs...)
+	committed, cerr := adm.FetchOffsets(ctx, s.group)
+	done := err == nil && cerr == nil
+	if done {
+		ends.Each(func(o kadm.ListedOffset) {
+			if c, ok := committed.Lookup(o.Topic, o.Partition); o.Offset > 0 && (!ok || c.At < o.Offset) {
+				done = false
+			}
+		})
+	}
+	return done
 }
 
 // committed is how many input records of the resolved topic the group

@@ -33,6 +33,7 @@ type privateClickHouse struct {
 	bin, lib, dir, log string
 	tcp, http          int
 	cmd                *exec.Cmd
+	done               chan struct{} // closed when the server process ended
 }
 
 func startPrivateClickHouse(t *testing.T) *privateClickHouse {
@@ -73,6 +74,9 @@ func (c *privateClickHouse) start() {
 	if err := c.cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
+	done, cmd := make(chan struct{}), c.cmd
+	c.done = done
+	go func() { _ = cmd.Wait(); close(done) }()
 	opts, _ := clickhouse.ParseDSN(c.dsn())
 	conn, err := clickhouse.Open(opts)
 	if err != nil {
@@ -100,15 +104,26 @@ func (c *privateClickHouse) stop() {
 		return
 	}
 	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = c.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-c.done:
 	case <-time.After(10 * time.Second):
 		_ = c.cmd.Process.Kill()
-		<-done
+		<-c.done
 	}
 	c.cmd = nil
+}
+
+// exited reports whether the running server ended without stop.
+func (c *privateClickHouse) exited() bool {
+	if c.cmd == nil {
+		return false
+	}
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // memory reads a process's resident set size and its peak, in bytes.
@@ -166,7 +181,7 @@ func httpStatus(url string) (int, string) {
 // outageBatch is the batch bound (input records) of the outage test's
 // process: the backlog of the outage is several batches, so that catching
 // up shows memory bounded by a batch, not by the backlog.
-const outageBatch = 8000
+const outageBatch = 5000
 
 // TestClickHouseOutageLosesNothing stops ClickHouse for 60 s while events
 // keep arriving at a `cdp run warehouse` process (batches of outageBatch
@@ -180,7 +195,7 @@ func TestClickHouseOutageLosesNothing(t *testing.T) {
 	began := time.Now()
 	ch := startPrivateClickHouse(t)
 	s := newStageOn(t, 4, ch.dsn())
-	in := generateInput(t, 32000, 33)
+	in := generateInput(t, 16000, 33)
 	events := s.records(t, in.resolved)
 	third := len(events) / 3
 	t.Logf("set up in %s", time.Since(began).Round(100*time.Millisecond))
