@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -42,6 +43,15 @@ type Options struct {
 	Keep          bool          // leave topics, keys and database behind
 	Timeout       time.Duration // for the whole run
 	Progress      bool          // progress bars on stderr
+	// StackDir is a `cdp local` directory whose run/*.pid name the
+	// services' processes, to measure their CPU too (empty: not measured).
+	StackDir string
+}
+
+// ServiceCPU is a service process's CPU during the throughput phase.
+type ServiceCPU struct {
+	Name       string  `json:"name"`
+	CPUSeconds float64 `json:"cpu_seconds"`
 }
 
 // Processor is one processor's measurements.
@@ -92,6 +102,8 @@ type Result struct {
 	EndToEndSecs   float64     `json:"end_to_end_seconds"`
 	EndToEndPerSec float64     `json:"end_to_end_events_per_sec"`
 	Processors     []Processor `json:"processors"`
+	// Services is the local stack's processes' CPU (with a stack dir).
+	Services []ServiceCPU `json:"services,omitempty"`
 
 	// Latency: produce time of a raw event to the moment a read_committed
 	// consumer of the membership topic received a change it triggered.
@@ -219,6 +231,11 @@ func Run(ctx context.Context, svc config.Services, o Options, log *zap.Logger) (
 	}
 	selfCPU0 := selfCPU()
 	busy0, total0 := machineCPU()
+	svcPids := stackPids(o.StackDir)
+	svcCPU0 := map[string]time.Duration{}
+	for n, pid := range svcPids {
+		svcCPU0[n], _ = procCPU(pid)
+	}
 
 	// 3. The membership topic, watched as a consumer would.
 	sentAt := make(map[string]time.Time, len(recs))
@@ -263,6 +280,13 @@ func Run(ctx context.Context, svc config.Services, o Options, log *zap.Logger) (
 		}
 	}
 	busy1, total1 := machineCPU()
+	for _, n := range []string{"kafka", "registry", "redis", "clickhouse"} {
+		if pid, ok := svcPids[n]; ok {
+			if c, err := procCPU(pid); err == nil {
+				res.Services = append(res.Services, ServiceCPU{Name: n, CPUSeconds: (c - svcCPU0[n]).Seconds()})
+			}
+		}
+	}
 	if total1 > total0 {
 		res.MachineCPUBusy = float64(busy1-busy0) / float64(total1-total0)
 	}
@@ -333,6 +357,24 @@ func Run(ctx context.Context, svc config.Services, o Options, log *zap.Logger) (
 	watch.mu.Unlock()
 	res.LoadAfter = loadAvg()
 	return res, nil
+}
+
+// stackPids reads the local stack's pid files.
+func stackPids(dir string) map[string]int {
+	out := map[string]int{}
+	if dir == "" {
+		return out
+	}
+	for _, n := range []string{"kafka", "registry", "redis", "clickhouse"} {
+		b, err := os.ReadFile(filepath.Join(dir, "run", n+".pid"))
+		if err != nil {
+			continue
+		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			out[n] = pid
+		}
+	}
+	return out
 }
 
 // waitReady waits until every child reports /readyz (its tasks open).

@@ -50,8 +50,19 @@ func (r *Result) Markdown(w io.Writer) {
 	fmt.Fprintf(w, "| Redis memory | %.0f bytes per profile (%d bytes for %d profiles); Redis CPU %.1f s |\n", r.RedisBytesPerProfile, r.RedisBytes, r.Profiles, r.RedisCPUSeconds)
 	fmt.Fprintf(w, "| ClickHouse | %d rows inserted, %.0f rows/s; %d events rows |\n", r.ClickHouseRows, r.ClickHouseRowsPerSec, r.ClickHouseEvents)
 	fmt.Fprintf(w, "| membership changes | %d |\n", r.MembershipChanges)
-	fmt.Fprintf(w, "| this process (produce, watch) | %.1f CPU s |\n\n", r.BenchCPUSeconds)
-	fmt.Fprintf(w, "| processor | records in (all inputs) | first input | done after | records/s | first input/s | peak first input/s (2 s) | CPU s | CPU µs/event |\n|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "| this process (produce, watch) | %.1f CPU s |\n", r.BenchCPUSeconds)
+	if len(r.Services) > 0 {
+		fmt.Fprintf(w, "| services' CPU in the throughput phase |")
+		for i, sv := range r.Services {
+			sep := ","
+			if i == 0 {
+				sep = ""
+			}
+			fmt.Fprintf(w, "%s %s %.1f s", sep, sv.Name, sv.CPUSeconds)
+		}
+		fmt.Fprintf(w, " |\n")
+	}
+	fmt.Fprintf(w, "\n| processor | records in (all inputs) | first input | done after | records/s | first input/s | peak first input/s (2 s) | CPU s | CPU µs/event |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, p := range r.Processors {
 		fmt.Fprintf(w, "| %s | %d | %d | %.1f s | %.0f | %.0f | %.0f | %.1f | %.0f |\n",
 			p.Name, p.Records, p.Events, p.Seconds, p.RecordsPerSec, p.EventsPerSec, p.PeakPerSec, p.CPUSeconds, p.CPUMicrosPerEvent)

@@ -71,6 +71,7 @@ created is deleted at the end unless --keep.`,
 	f.StringVar(&o.Bin, "bin", "", "cdp binary the processors run from (default: this one)")
 	f.StringVar(&o.LogDir, "logs", "", "directory of the processors' logs (default: a temporary one)")
 	f.BoolVar(&o.Keep, "keep", false, "keep the run's topics, Redis keys and ClickHouse database")
+	f.StringVar(&o.StackDir, "stack-dir", os.Getenv("CDP_LOCAL_DIR"), "a `cdp local` directory: also measure its services' CPU (env CDP_LOCAL_DIR)")
 	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "give up after this long")
 	f.StringVar(&jsonOut, "json", "bench-results.json", "JSON result file")
 	f.StringVar(&mdOut, "md", "bench-results.md", "Markdown result file")
