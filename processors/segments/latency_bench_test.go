@@ -2,6 +2,7 @@ package segments
 
 import (
 	"context"
+	"flag"
 	"slices"
 	"sync"
 	"testing"
@@ -19,6 +20,8 @@ import (
 	"github.com/streamcdp/streamcdp/topology"
 )
 
+var latencyRate = flag.Int("latency-rate", 10_000, "events/s of BenchmarkEventToMembershipLatency")
+
 // BenchmarkEventToMembershipLatency measures the whole real-time path:
 // generated events are produced to the raw topic at a steady rate (default
 // 10,000/s, 20 s), and identity, features and segments run in this process
@@ -27,9 +30,9 @@ import (
 // moment its event was produced. Reports p50, p95 and p99, and the rate
 // reached.
 //
-//	go test -run ^$ -bench EventToMembershipLatency -benchtime 1x ./processors/segments/
+//	go test -run ^$ -bench EventToMembershipLatency -benchtime 1x ./processors/segments/ [-args -latency-rate 2000]
 func BenchmarkEventToMembershipLatency(b *testing.B) {
-	const rate, seconds = 10_000, 20
+	rate, seconds := *latencyRate, 20
 	for range b.N {
 		b.StopTimer()
 		fspec, sspec := defaultSpecs(b)
