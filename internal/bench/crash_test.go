@@ -58,8 +58,14 @@ func TestEndToEndCrash(t *testing.T) {
 	if testing.Verbose() {
 		log = zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	}
+	// ClickHouse of the test's own: the local engine has been seen to exit
+	// when a client is SIGKILLed mid-insert, which must not take the
+	// shared stack's ClickHouse (and other tests) with it.
+	ch := testkit.StartClickHouse(t)
+	svc := env.Services
+	svc.ClickHouseDSN = ch.DSN()
 	open := func(suffix string) (*Pipeline, []*kgo.Record, []string) {
-		p, err := NewPipeline(ctx, env.Services, env.Services.TopicPrefix+suffix, bin, t.TempDir(), log)
+		p, err := NewPipeline(ctx, svc, svc.TopicPrefix+suffix, bin, t.TempDir(), log)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -224,7 +224,7 @@ func TestRedisLosingItsLastWritesIsRepaired(t *testing.T) {
 	before := s.committedTotal(t, adm)
 	wrote := make(chan error, 1)
 	go func() { wrote <- s.writeErr(testkit.Context(t), lines[half:]) }()
-	waitUntil(t, time.Minute, "the second half is being committed", func() bool { return s.committedTotal(t, adm) > before+2000 })
+	waitUntil(t, 3*time.Minute, "the second half is being committed", func() bool { return s.committedTotal(t, adm) > before+2000 })
 	rds.kill()
 	lost := rds.truncateAOF(t, cut)
 	t.Logf("Redis killed after %d records committed; its append-only file cut back by %d bytes, to where %d were", s.committedTotal(t, adm), lost, before)

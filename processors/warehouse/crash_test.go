@@ -61,8 +61,8 @@ func TestCrashRestartExactlyOnce(t *testing.T) {
 	bin := testkit.CDPBinary(t)
 	// A ClickHouse of its own: the test kills clients mid-insert, and if
 	// that takes the engine down, it must not take the stack's with it.
-	ch := startPrivateClickHouse(t)
-	s := newStageOn(t, 4, ch.dsn())
+	ch := testkit.StartClickHouse(t)
+	s := newStageOn(t, 4, ch.DSN())
 	in := generateInput(t, 12000, 21)
 	profiles := make([]string, 0, len(in.perProf))
 	for p := range in.perProf {
@@ -98,15 +98,15 @@ restart:
 			b, _ := os.ReadFile(logs)
 			t.Fatalf("gave up after %d runs and %d kills; the log ends:\n%s", runs, kills, tail(string(b), 60))
 		}
-		if ch.exited() {
+		if ch.Exited() {
 			// The local engine (chDB serving clickhouse-local) has been seen
 			// to die when a client is killed mid-insert; a real server does
 			// not, but a restart on the same data must not break exactly-once
 			// either.
 			engineExits++
-			b, _ := os.ReadFile(ch.log)
+			b, _ := os.ReadFile(ch.Log)
 			t.Logf("the ClickHouse engine exited (%d); starting it again on its data. Its log ends:\n%s", engineExits, tail(string(b), 5))
-			ch.start()
+			ch.Start()
 		}
 		logf, err := os.OpenFile(logs, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		if err != nil {
@@ -129,17 +129,17 @@ restart:
 			target := min(total, s.committed(t, adm)+int64(rng.IntN(int(total)/chunks)))
 			c := s.committed(t, adm)
 			var ended error
-			for ; c < target && time.Now().Before(deadline) && len(exited) == 0 && !ch.exited(); c = s.committed(t, adm) {
+			for ; c < target && time.Now().Before(deadline) && len(exited) == 0 && !ch.Exited(); c = s.committed(t, adm) {
 				time.Sleep(2 * time.Millisecond)
 			}
-			if len(exited) > 0 || ch.exited() {
+			if len(exited) > 0 || ch.Exited() {
 				// The process ended by itself (ClickHouse went away under
 				// it), or is about to: stop it and go round.
 				_ = cmd.Process.Signal(syscall.SIGKILL)
 				ended = <-exited
 				logf.Close()
 				b, _ := os.ReadFile(logs)
-				t.Logf("run %d ended without a kill (%v; ClickHouse exited: %v); its log ends:\n%s", runs, ended, ch.exited(), tail(string(b), 3))
+				t.Logf("run %d ended without a kill (%v; ClickHouse exited: %v); its log ends:\n%s", runs, ended, ch.Exited(), tail(string(b), 3))
 				continue
 			}
 			if c < target {
@@ -167,10 +167,10 @@ restart:
 		last := time.Now().Add(3 * time.Minute)
 		for !s.consumed(adm) {
 			switch {
-			case ch.exited():
+			case ch.Exited():
 				engineExits++
 				t.Logf("the ClickHouse engine exited (%d) during the last run; starting it again on its data", engineExits)
-				ch.start()
+				ch.Start()
 			case len(exited) > 0:
 				// ClickHouse was gone when it started, or its metrics port
 				// was taken in the meantime: another run.

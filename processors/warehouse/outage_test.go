@@ -1,7 +1,6 @@
 package warehouse_test
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,116 +14,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
-
-	"github.com/streamcdp/streamcdp/internal/localstack"
 	"github.com/streamcdp/streamcdp/internal/testkit"
 )
 
 // clickhouseOutage is how long ClickHouse is down in
 // TestClickHouseOutageLosesNothing (issue 10 asks for 60 s).
 const clickhouseOutage = 60 * time.Second
-
-// privateClickHouse is a ClickHouse server of the test's own (the stack's
-// engine, `cdp local serve clickhouse`), so stopping it disturbs no other
-// test. Its data directory survives a stop.
-type privateClickHouse struct {
-	t                  *testing.T
-	bin, lib, dir, log string
-	tcp, http          int
-	cmd                *exec.Cmd
-	done               chan struct{} // closed when the server process ended
-}
-
-func startPrivateClickHouse(t *testing.T) *privateClickHouse {
-	t.Helper()
-	lib := localstack.CHDBLibraryPath(localstack.CacheDir())
-	if _, err := os.Stat(lib); err != nil {
-		if testkit.InCI() {
-			t.Fatalf("the ClickHouse engine is not installed (%v): run cdp local setup", err)
-		}
-		t.Skipf("the ClickHouse engine is not installed: %v", err)
-	}
-	ports, err := localstack.FreePorts()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	ch := &privateClickHouse{t: t, bin: testkit.CDPBinary(t), lib: lib, dir: filepath.Join(dir, "data"), log: filepath.Join(dir, "clickhouse.log"),
-		tcp: ports.ClickHouseTCP, http: ports.ClickHouseHTTP}
-	ch.start()
-	t.Cleanup(ch.stop)
-	return ch
-}
-
-func (c *privateClickHouse) dsn() string {
-	return fmt.Sprintf("clickhouse://127.0.0.1:%d/default", c.tcp)
-}
-
-func (c *privateClickHouse) start() {
-	c.t.Helper()
-	logf, err := os.OpenFile(c.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer logf.Close()
-	c.cmd = exec.Command(c.bin, "local", "serve", "clickhouse", "--dir", c.dir, "--lib", c.lib,
-		"--tcp-port", strconv.Itoa(c.tcp), "--http-port", strconv.Itoa(c.http))
-	c.cmd.Stdout, c.cmd.Stderr = logf, logf
-	if err := c.cmd.Start(); err != nil {
-		c.t.Fatal(err)
-	}
-	done, cmd := make(chan struct{}), c.cmd
-	c.done = done
-	go func() { _ = cmd.Wait(); close(done) }()
-	opts, _ := clickhouse.ParseDSN(c.dsn())
-	conn, err := clickhouse.Open(opts)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer conn.Close()
-	for i := 0; ; i++ {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := conn.Ping(ctx)
-		cancel()
-		if err == nil {
-			return
-		}
-		if i > 600 {
-			b, _ := os.ReadFile(c.log)
-			c.t.Fatalf("private ClickHouse did not start: %v\n%s", err, tail(string(b), 20))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// stop ends the server (SIGTERM, then SIGKILL after 10 s) and waits.
-func (c *privateClickHouse) stop() {
-	if c.cmd == nil || c.cmd.Process == nil {
-		return
-	}
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.done:
-	case <-time.After(10 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.done
-	}
-	c.cmd = nil
-}
-
-// exited reports whether the running server ended without stop.
-func (c *privateClickHouse) exited() bool {
-	if c.cmd == nil {
-		return false
-	}
-	select {
-	case <-c.done:
-		return true
-	default:
-		return false
-	}
-}
 
 // memory reads a process's resident set size and its peak, in bytes.
 func memory(pid int) (rss, peak int64, err error) {
@@ -193,8 +88,8 @@ const outageBatch = 5000
 // event exactly once.
 func TestClickHouseOutageLosesNothing(t *testing.T) {
 	began := time.Now()
-	ch := startPrivateClickHouse(t)
-	s := newStageOn(t, 4, ch.dsn())
+	ch := testkit.StartClickHouse(t)
+	s := newStageOn(t, 4, ch.DSN())
 	in := generateInput(t, 16000, 33)
 	events := s.records(t, in.resolved)
 	third := len(events) / 3
@@ -246,7 +141,7 @@ func TestClickHouseOutageLosesNothing(t *testing.T) {
 	beforeRSS := last
 	mu.Unlock()
 
-	ch.stop()
+	ch.Stop()
 	stopped := time.Now()
 	// The rest arrives during the outage, in steps.
 	rest := events[third:]
@@ -270,7 +165,7 @@ func TestClickHouseOutageLosesNothing(t *testing.T) {
 	outageRSS := maxRSS
 	mu.Unlock()
 
-	ch.start()
+	ch.Start()
 	restarted := time.Now()
 	s.waitConsumed(t, 3*time.Minute)
 	caughtUp := time.Since(restarted)
