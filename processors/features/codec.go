@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/streamcdp/streamcdp/internal/bytereader"
 	"github.com/streamcdp/streamcdp/processors/features/definition"
 )
 
@@ -169,134 +170,49 @@ func appendFeat(dst []byte, f *definition.Feature, fs *featState) []byte {
 // errCorrupt is returned for a stored form that does not parse.
 var errCorrupt = errors.New("corrupt feature state")
 
-// reader reads the stored form; the first error sticks.
-type reader struct {
-	b   []byte
-	err error
-}
-
-func (r *reader) fail() {
-	if r.err == nil {
-		r.err = errCorrupt
-	}
-	r.b = nil
-}
-
-func (r *reader) byte() byte {
-	if len(r.b) < 1 {
-		r.fail()
-		return 0
-	}
-	c := r.b[0]
-	r.b = r.b[1:]
-	return c
-}
-
-func (r *reader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) varint() int64 {
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) u32() uint32 {
-	if len(r.b) < 4 {
-		r.fail()
-		return 0
-	}
-	v := binary.LittleEndian.Uint32(r.b)
-	r.b = r.b[4:]
-	return v
-}
-
-func (r *reader) u64() uint64 {
-	if len(r.b) < 8 {
-		r.fail()
-		return 0
-	}
-	v := binary.LittleEndian.Uint64(r.b)
-	r.b = r.b[8:]
-	return v
-}
-
-// count reads a length that must fit in what is left (each element takes
-// at least one byte), so a corrupt length cannot allocate much.
-func (r *reader) count() int {
-	n := r.uvarint()
-	if n > uint64(len(r.b)) {
-		r.fail()
-		return 0
-	}
-	return int(n)
-}
-
-func (r *reader) bytes(n int) []byte {
-	if n > len(r.b) {
-		r.fail()
-		return nil
-	}
-	out := r.b[:n]
-	r.b = r.b[n:]
-	return out
-}
-
-func (r *reader) str() string { return string(r.bytes(r.count())) }
-
-func (r *reader) value() definition.Value {
-	switch k := definition.Kind(r.byte()); k {
+// readValue reads a feature value.
+func readValue(r *bytereader.Reader) definition.Value {
+	switch k := definition.Kind(r.Byte()); k {
 	case definition.None:
 		return definition.Value{}
 	case definition.Number:
-		return definition.Num(math.Float64frombits(r.u64()))
+		return definition.Num(math.Float64frombits(r.U64()))
 	case definition.String:
-		return definition.Str(r.str())
+		return definition.Str(r.Str())
 	}
-	r.fail()
+	r.Fail()
 	return definition.Value{}
 }
 
 // Decode parses a stored State. Features whose definition changed are
 // dropped (they start empty).
 func (e *Engine) Decode(b []byte) (*State, error) {
-	r := &reader{b: b}
-	if r.byte() != magic0 || r.byte() != magic1 {
+	r := bytereader.New(b, errCorrupt)
+	if r.Byte() != magic0 || r.Byte() != magic1 {
 		return nil, fmt.Errorf("%w: not a feature state of format %d", errCorrupt, magic1)
 	}
 	st := &State{}
-	flags := r.byte()
+	flags := r.Byte()
 	if flags&flagTombstone != 0 {
-		st.MergedInto = r.str()
-		if st.MergedInto == "" && r.err == nil {
-			r.fail()
+		st.MergedInto = r.Str()
+		if st.MergedInto == "" && r.Err == nil {
+			r.Fail()
 		}
-		return st, r.err
+		return st, r.Err
 	}
-	st.Version = r.varint()
-	st.Clock = r.varint()
+	st.Version = r.Varint()
+	st.Clock = r.Varint()
 	st.Feats = make([]*featState, len(e.set.Features))
 	byID := make(map[uint32]int, len(e.set.Features))
 	for i, f := range e.set.Features {
 		byID[f.ID] = i
 	}
-	nf := r.count()
+	nf := r.Count()
 	for range nf {
-		id := r.u32()
-		payload := r.bytes(r.count())
+		id := r.U32()
+		payload := r.Bytes(r.Count())
 		i, ok := byID[id]
-		if !ok || r.err != nil {
+		if !ok || r.Err != nil {
 			continue
 		}
 		fs, err := decodeFeat(e.set.Features[i], payload)
@@ -307,11 +223,11 @@ func (e *Engine) Decode(b []byte) (*State, error) {
 			st.Feats[i] = fs
 		}
 	}
-	nt := r.count()
+	nt := r.Count()
 	for range nt {
-		name := r.str()
-		tr := Trait{Time: r.varint(), Tie: uint32(r.uvarint()), Value: r.str()}
-		if r.err != nil {
+		name := r.Str()
+		tr := Trait{Time: r.Varint(), Tie: uint32(r.Uvarint()), Value: r.Str()}
+		if r.Err != nil {
 			break
 		}
 		if st.Traits == nil {
@@ -319,92 +235,92 @@ func (e *Engine) Decode(b []byte) (*State, error) {
 		}
 		st.Traits[name] = tr
 	}
-	if r.err == nil && len(r.b) != 0 {
-		r.fail()
+	if r.Err == nil && len(r.B) != 0 {
+		r.Fail()
 	}
-	return st, r.err
+	return st, r.Err
 }
 
 func decodeFeat(f *definition.Feature, payload []byte) (*featState, error) {
-	r := &reader{b: payload}
+	r := bytereader.New(payload, errCorrupt)
 	fs := &featState{}
 	switch f.Agg {
 	case definition.Distinct:
-		switch r.byte() {
+		switch r.Byte() {
 		case 0:
-			n := r.count()
+			n := r.Count()
 			fs.items = make(map[uint64]int64, n)
 			for range n {
-				h := r.u64()
-				fs.items[h] = r.varint()
+				h := r.U64()
+				fs.items[h] = r.Varint()
 			}
 		case 1:
 			fs.hll = slidingHLL{}
-			nr := r.count()
+			nr := r.Count()
 			for range nr {
-				reg := r.uvarint()
-				np := r.count()
+				reg := r.Uvarint()
+				np := r.Count()
 				if reg >= hllM {
-					r.fail()
+					r.Fail()
 				}
 				for range np {
-					idx := r.varint()
-					fs.hll.insert(uint16(reg), hllPair{idx, r.byte()})
+					idx := r.Varint()
+					fs.hll.insert(uint16(reg), hllPair{idx, r.Byte()})
 				}
 			}
 		default:
-			r.fail()
+			r.Fail()
 		}
 	case definition.Top:
-		nv := r.count()
+		nv := r.Count()
 		fs.top = make(map[string][]topCount, nv)
 		for range nv {
-			v := r.str()
-			nc := r.count()
+			v := r.Str()
+			nc := r.Count()
 			cs := make([]topCount, 0, nc)
 			prev := int64(0)
 			for range nc {
-				prev += r.varint()
-				cs = append(cs, topCount{prev, r.varint()})
+				prev += r.Varint()
+				cs = append(cs, topCount{prev, r.Varint()})
 			}
-			if r.err != nil {
+			if r.Err != nil {
 				break
 			}
 			fs.top[v] = cs
 		}
 	default:
-		nb := r.count()
+		nb := r.Count()
 		fs.buckets = make([]bucket, 0, nb)
 		prev := int64(0)
 		for range nb {
-			prev += r.varint()
-			b := bucket{idx: prev, n: r.varint()}
+			prev += r.Varint()
+			b := bucket{idx: prev, n: r.Varint()}
 			switch f.Agg {
 			case definition.Sum, definition.Avg:
-				b.sum = r.varint()
+				b.sum = r.Varint()
 			case definition.Min, definition.Max:
-				b.num = math.Float64frombits(r.u64())
+				b.num = math.Float64frombits(r.U64())
 			case definition.First, definition.Last:
-				b.t = r.varint()
-				b.tie = uint32(r.uvarint())
-				b.val = r.value()
+				b.t = r.Varint()
+				b.tie = uint32(r.Uvarint())
+				b.val = readValue(r)
 			case definition.FirstSeen, definition.LastSeen:
-				b.t = r.varint()
-				b.tie = uint32(r.uvarint())
+				b.t = r.Varint()
+				b.tie = uint32(r.Uvarint())
 				b.val = definition.Num(float64(b.t))
 			}
-			if r.err != nil {
+			if r.Err != nil {
 				break
 			}
 			if n := len(fs.buckets); n > 0 && fs.buckets[n-1].idx >= b.idx {
-				r.fail() // buckets are stored in order
+				r.Fail() // buckets are stored in order
 				break
 			}
 			fs.buckets = append(fs.buckets, b)
 		}
 	}
-	if r.err == nil && len(r.b) != 0 {
-		r.fail()
+	if r.Err == nil && len(r.B) != 0 {
+		r.Fail()
 	}
-	return fs, r.err
+	return fs, r.Err
 }

@@ -3,6 +3,8 @@ package features
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/streamcdp/streamcdp/internal/bytereader"
 )
 
 // Records of the internal fold topic (cdp.features.fold), keyed by the
@@ -52,19 +54,19 @@ func (f *foldRecord) append(dst []byte) []byte {
 }
 
 func parseFold(b []byte) (foldRecord, error) {
-	r := &reader{b: b}
-	if r.byte() != 'f' || r.byte() != 1 {
+	r := bytereader.New(b, errCorrupt)
+	if r.Byte() != 'f' || r.Byte() != 1 {
 		return foldRecord{}, fmt.Errorf("not a fold record of format 1")
 	}
-	f := foldRecord{kind: foldKind(r.byte()), hops: r.byte()}
-	f.from, f.into, f.mergeID = r.str(), r.str(), r.str()
-	f.time = r.varint()
-	f.blob = r.bytes(r.count())
-	if r.err == nil && len(r.b) != 0 {
-		r.fail()
+	f := foldRecord{kind: foldKind(r.Byte()), hops: r.Byte()}
+	f.from, f.into, f.mergeID = r.Str(), r.Str(), r.Str()
+	f.time = r.Varint()
+	f.blob = r.Bytes(r.Count())
+	if r.Err == nil && len(r.B) != 0 {
+		r.Fail()
 	}
-	if r.err != nil {
-		return foldRecord{}, fmt.Errorf("fold record: %w", r.err)
+	if r.Err != nil {
+		return foldRecord{}, fmt.Errorf("fold record: %w", r.Err)
 	}
 	switch f.kind {
 	case foldMerge, foldState, foldEvent, foldScores:

@@ -7,6 +7,7 @@ import (
 	"math"
 	"sort"
 
+	"github.com/streamcdp/streamcdp/internal/bytereader"
 	"github.com/streamcdp/streamcdp/schemas"
 )
 
@@ -148,138 +149,67 @@ func (s *State) encode(b []byte) []byte {
 
 var errCorrupt = errors.New("corrupt segments state")
 
-type reader struct {
-	b   []byte
-	err error
-}
-
-func (r *reader) fail() {
-	if r.err == nil {
-		r.err = errCorrupt
-	}
-	r.b = nil
-}
-
-func (r *reader) byte() byte {
-	if len(r.b) == 0 {
-		r.fail()
-		return 0
-	}
-	c := r.b[0]
-	r.b = r.b[1:]
-	return c
-}
-
-func (r *reader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) varint() int64 {
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) count() int {
-	n := r.uvarint()
-	if n > uint64(len(r.b)) {
-		r.fail()
-		return 0
-	}
-	return int(n)
-}
-
-func (r *reader) bytes(n int) []byte {
-	if n > len(r.b) {
-		r.fail()
-		return nil
-	}
-	out := r.b[:n]
-	r.b = r.b[n:]
-	return out
-}
-
-func (r *reader) str() string { return string(r.bytes(r.count())) }
-
-func (r *reader) u32() uint32 {
-	b := r.bytes(4)
-	if b == nil {
-		return 0
-	}
-	return binary.LittleEndian.Uint32(b)
-}
-
 // decodeState parses the stored form.
 func decodeState(b []byte) (*State, error) {
-	r := &reader{b: b}
-	if r.byte() != magic0 || r.byte() != magic1 {
+	r := bytereader.New(b, errCorrupt)
+	if r.Byte() != magic0 || r.Byte() != magic1 {
 		return nil, fmt.Errorf("%w: not a segments state of format %d", errCorrupt, magic1)
 	}
 	s := &State{}
-	if r.byte()&flagMerged != 0 {
-		s.MergedInto = r.str()
-		s.MVersion = r.varint()
-		if r.err == nil && (s.MergedInto == "" || len(r.b) > 0) {
-			r.fail()
+	if r.Byte()&flagMerged != 0 {
+		s.MergedInto = r.Str()
+		s.MVersion = r.Varint()
+		if r.Err == nil && (s.MergedInto == "" || len(r.B) > 0) {
+			r.Fail()
 		}
-		return s, r.err
+		return s, r.Err
 	}
-	s.FVersion, s.Clock, s.MVersion = r.varint(), r.varint(), r.varint()
-	s.Defs = r.u32()
-	n := r.count()
+	s.FVersion, s.Clock, s.MVersion = r.Varint(), r.Varint(), r.Varint()
+	s.Defs = r.U32()
+	n := r.Count()
 	s.Values = make(map[string]schemas.FeatureValue, n)
 	for range n {
-		k := r.str()
-		v := schemas.FeatureValue{Kind: schemas.FeatureValueKind(r.byte())}
+		k := r.Str()
+		v := schemas.FeatureValue{Kind: schemas.FeatureValueKind(r.Byte())}
 		switch v.Kind {
 		case schemas.FeatureNull:
 		case schemas.FeatureNumber:
-			if b := r.bytes(8); b != nil {
+			if b := r.Bytes(8); b != nil {
 				v.Num = math.Float64frombits(binary.LittleEndian.Uint64(b))
 			}
 		case schemas.FeatureString:
-			v.Str = r.str()
+			v.Str = r.Str()
 		default:
-			r.fail()
+			r.Fail()
 		}
 		s.Values[k] = v
 	}
-	n = r.count()
+	n = r.Count()
 	s.Traits = make(map[string]string, n)
 	for range n {
-		k := r.str()
-		s.Traits[k] = r.str()
+		k := r.Str()
+		s.Traits[k] = r.Str()
 	}
-	n = r.count()
+	n = r.Count()
 	s.Members = make(map[string]Member, n)
 	for range n {
-		k := r.str()
-		s.Members[k] = Member{Since: r.varint(), Def: r.u32()}
+		k := r.Str()
+		s.Members[k] = Member{Since: r.Varint(), Def: r.U32()}
 	}
-	n = r.count()
+	n = r.Count()
 	for range n {
-		c, err := schemas.DecodeProfileChange(r.bytes(r.count()))
+		c, err := schemas.DecodeProfileChange(r.Bytes(r.Count()))
 		if err != nil {
-			r.fail()
+			r.Fail()
 			break
 		}
 		s.Held = append(s.Held, c)
 	}
-	if r.err == nil && len(r.b) > 0 {
-		r.fail()
+	if r.Err == nil && len(r.B) > 0 {
+		r.Fail()
 	}
-	if r.err != nil {
-		return nil, r.err
+	if r.Err != nil {
+		return nil, r.Err
 	}
 	return s, nil
 }
