@@ -2,11 +2,7 @@ package features
 
 import (
 	"math/rand/v2"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"reflect"
-	"syscall"
 	"testing"
 	"time"
 
@@ -56,7 +52,7 @@ func defaultSet(t testing.TB) *definition.Set {
 // rely on: every profile's versions exactly once, each continuing the one
 // before.
 func TestCrashRestartEqualsUninterrupted(t *testing.T) {
-	bin := testkit.CDPBinary(t)
+	testkit.CDPBinary(t) // now, not after the uninterrupted run: fails at once without the binary
 	set := defaultSet(t)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
@@ -88,57 +84,18 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) {
 	}
 	adm := crash.env.Admin(t)
 	rng := rand.New(rand.NewPCG(seed, 5))
-	logs := filepath.Join(t.TempDir(), "features.log")
-	kills, runs := 0, 0
-	deadline := time.Now().Add(6 * time.Minute)
-	for {
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(logs)
-			t.Fatalf("gave up after %d runs and %d kills; the log ends:\n%s", runs, kills, testkit.Tail(string(b), 40))
-		}
-		logf, err := os.OpenFile(logs, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ops := testkit.FreeAddr(t)
-		cmd := exec.Command(bin, "run", "features", "--instance", "crash-test", "--metrics-addr", ops)
-		cmd.Env, cmd.Stdout, cmd.Stderr = crash.env.ProcessEnv(), logf, logf
-		proc := testkit.Start(t, cmd)
-		runs++
-		if kills < 6 {
-			// Measured before feeding: a fast run may commit the whole chunk
-			// before a later look.
-			before := crash.committed(t, adm)
-			feed()
-			// Kill once the process has made progress, at a random moment
-			// of its cycle.
-			for c := crash.committed(t, adm); c == before && !proc.Exited() && time.Now().Before(deadline); c = crash.committed(t, adm) {
-				time.Sleep(5 * time.Millisecond)
+	kills := testkit.CrashLoop{
+		Args: []string{"run", "features"}, Env: crash.env.ProcessEnv(),
+		Progress: func() int64 { return crash.committed(t, adm) },
+		Feed:     feed,
+		Pause:    func(int) time.Duration { return time.Duration(rng.IntN(60)) * time.Millisecond },
+		Finish: func() {
+			for fed < len(recs) {
+				feed()
 			}
-			if proc.Exited() {
-				b, _ := os.ReadFile(logs)
-				t.Fatalf("cdp run features ended by itself (%v); the log ends:\n%s", proc.Wait(), testkit.Tail(string(b), 40))
-			}
-			time.Sleep(time.Duration(rng.IntN(60)) * time.Millisecond)
-			proc.Kill()
-			logf.Close()
-			kills++
-			t.Logf("kill %d after %d input records committed", kills, crash.committed(t, adm))
-			continue
-		}
-		for fed < len(recs) {
-			feed()
-		}
-		crash.waitDone(t, 3*time.Minute)
-		testkit.WaitHealthy(t, ops)
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		if err := proc.Wait(); err != nil {
-			b, _ := os.ReadFile(logs)
-			t.Fatalf("cdp run features after SIGTERM: %v\n%s", err, testkit.Tail(string(b), 30))
-		}
-		logf.Close()
-		break
-	}
+			crash.waitDone(t, 3*time.Minute)
+		},
+	}.Run(t)
 	if kills < 5 {
 		t.Fatalf("only %d kills", kills)
 	}
@@ -182,7 +139,7 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) {
 	checkChain(t, ra, ca)
 	total := checkChain(t, rb, cb)
 	t.Logf("%d runs, %d SIGKILLs over %d records: %d profiles equal to the uninterrupted run; %d changes, each version once, each continuing the one before",
-		runs, kills, len(recs), profiles, total)
+		kills+1, kills, len(recs), profiles, total)
 }
 
 func mustState(t *testing.T, r *Reader, id string) *State {

@@ -2,11 +2,7 @@ package identity_test
 
 import (
 	"math/rand/v2"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
-	"syscall"
 	"testing"
 	"time"
 
@@ -50,7 +46,7 @@ func TestCrashRestartOnRedisCluster(t *testing.T) {
 }
 
 func crashRestartEqualsUninterrupted(t *testing.T, redisURL string) {
-	bin := testkit.CDPBinary(t)
+	testkit.CDPBinary(t) // now, not after the uninterrupted run: fails at once without the binary
 	cfg := generate.DefaultConfig()
 	// Enough for eight chunks of over a thousand events: each kill lands
 	// in a transaction with work.
@@ -81,60 +77,18 @@ func crashRestartEqualsUninterrupted(t *testing.T, redisURL string) {
 	adm := crash.env.Admin(t)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	total := int64(len(truth.InvalidEvents) + truth.Counts.Valid + len(truth.DuplicateMessageIDs))
-	logs := filepath.Join(t.TempDir(), "identity.log")
-	kills, runs := 0, 0
-	deadline := time.Now().Add(6 * time.Minute)
-	for {
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(logs)
-			t.Fatalf("gave up after %d runs and %d kills; the log ends:\n%s", runs, kills, testkit.Tail(string(b), 40))
-		}
-		logf, err := os.OpenFile(logs, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ops := testkit.FreeAddr(t)
-		cmd := exec.Command(bin, "run", "identity", "--instance", "crash-test", "--metrics-addr", ops)
-		cmd.Env, cmd.Stdout, cmd.Stderr = crash.env.ProcessEnv(), logf, logf
-		proc := testkit.Start(t, cmd)
-		runs++
-		if kills < 6 {
-			// Measured before feeding: a fast run may commit the whole chunk
-			// before a later look.
-			before := crash.committedTotal(t, adm)
-			feed()
-			// Kill once the process has made progress, at a random moment
-			// within its batches, so every kill hits a different point of
-			// the poll, apply, produce, commit cycle.
-			for c := crash.committedTotal(t, adm); c == before && !proc.Exited() && c < total && time.Since(deadline) < 0; c = crash.committedTotal(t, adm) {
-				time.Sleep(5 * time.Millisecond)
+	kills := testkit.CrashLoop{
+		Args: []string{"run", "identity"}, Env: crash.env.ProcessEnv(),
+		Progress: func() int64 { return crash.committedTotal(t, adm) }, Total: total,
+		Feed:  feed,
+		Pause: func(int) time.Duration { return time.Duration(rng.IntN(50)) * time.Millisecond },
+		Finish: func() {
+			for fed < len(lines) {
+				feed()
 			}
-			time.Sleep(time.Duration(rng.IntN(50)) * time.Millisecond)
-			if proc.Exited() {
-				b, _ := os.ReadFile(logs)
-				t.Fatalf("cdp run identity ended by itself (%v); the log ends:\n%s", proc.Wait(), testkit.Tail(string(b), 40))
-			}
-			proc.Kill()
-			logf.Close()
-			kills++
-			t.Logf("kill %d after %d of %d records committed", kills, crash.committedTotal(t, adm), total)
-			continue
-		}
-		for fed < len(lines) {
-			feed()
-		}
-		crash.waitConsumed(t, 2*time.Minute)
-		// SIGTERM before the process installed its handler would kill it
-		// outright: wait until it serves /healthz.
-		testkit.WaitHealthy(t, ops)
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		if err := proc.Wait(); err != nil {
-			b, _ := os.ReadFile(logs)
-			t.Fatalf("cdp run identity after SIGTERM: %v\n%s", err, testkit.Tail(string(b), 30))
-		}
-		logf.Close()
-		break
-	}
+			crash.waitConsumed(t, 2*time.Minute)
+		},
+	}.Run(t)
 	if kills < 5 {
 		t.Fatalf("only %d kills", kills)
 	}
@@ -171,5 +125,5 @@ func crashRestartEqualsUninterrupted(t *testing.T, redisURL string) {
 	if !slices.Equal(partitionOf(a), partitionOf(b)) {
 		t.Errorf("groupings differ")
 	}
-	t.Logf("%d runs, %d SIGKILLs: %d resolved messages and %d identifiers identical to the uninterrupted run", runs, kills, len(got), len(a))
+	t.Logf("%d runs, %d SIGKILLs: %d resolved messages and %d identifiers identical to the uninterrupted run", kills+1, kills, len(got), len(a))
 }

@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
-	"syscall"
 	"testing"
 	"time"
 
@@ -47,8 +45,8 @@ func topologyFile(t testing.TB) string {
 // gap or a repeat, the last one is what the read API returns, and the
 // scores count the same orders and revenue as the uninterrupted run's.
 func TestCrashRestartEqualsUninterrupted(t *testing.T) {
-	t.Parallel() // its own topics and keys; overlaps the cluster pipeline test
-	bin := testkit.CDPBinary(t)
+	t.Parallel()         // its own topics and keys; overlaps the cluster pipeline test
+	testkit.CDPBinary(t) // now, not after the uninterrupted run: fails at once without the binary
 	const partitions = 3
 	cfg := generate.DefaultConfig()
 	cfg.Persons, cfg.Events, cfg.Seed = 600, 30000, 11
@@ -85,66 +83,29 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) {
 	topo := topologyFile(t)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	total := int64(len(recs))
-	logs := filepath.Join(t.TempDir(), "recommend.log")
 	rd := crash.reader(t, partitions)
 	ctx := testkit.Context(t)
-	kills, runs := 0, 0
-	deadline := time.Now().Add(4 * time.Minute)
-	for {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %d runs and %d kills; log in %s", runs, kills, logs)
-		}
-		logf, err := os.OpenFile(logs, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ops := testkit.FreeAddr(t)
-		cmd := exec.Command(bin, "run", "recommend", "--instance", "crash-test", "--metrics-addr", ops, "--topology", topo)
-		cmd.Env, cmd.Stdout, cmd.Stderr = crash.env.ProcessEnv(), logf, logf
-		proc := testkit.Start(t, cmd)
-		runs++
-		if kills < 6 {
-			// Kill once the process has committed something, at a random
-			// moment of the next few hundred milliseconds, so that kills hit
-			// different points of the poll, apply, produce, commit cycle.
-			before := testkit.Committed(t, adm, crash.group, crash.topics.Input)
-			for c := before; c == before && !proc.Exited() && c < total && time.Now().Before(deadline); c = testkit.Committed(t, adm, crash.group, crash.topics.Input) {
-				time.Sleep(5 * time.Millisecond)
+	kills := testkit.CrashLoop{
+		Args: []string{"run", "recommend", "--topology", topo}, Env: crash.env.ProcessEnv(),
+		Deadline: 4 * time.Minute,
+		Progress: func() int64 { return testkit.Committed(t, adm, crash.group, crash.topics.Input) }, Total: total,
+		// Every other run lives for seconds, past its ticks, so kills also
+		// land in the sweeps that follow a refit.
+		Pause: func(kill int) time.Duration {
+			if kill%2 == 1 {
+				return 2*time.Second + time.Duration(rng.IntN(4000))*time.Millisecond
 			}
-			// Every other run lives for seconds, past its ticks, so kills also
-			// land in the sweeps that follow a refit.
-			wait := time.Duration(rng.IntN(400)) * time.Millisecond
-			if kills%2 == 1 {
-				wait = 2*time.Second + time.Duration(rng.IntN(4000))*time.Millisecond
+			return time.Duration(rng.IntN(400)) * time.Millisecond
+		},
+		Finish: func() {
+			if err := <-fedAll; err != nil {
+				t.Fatal(err)
 			}
-			time.Sleep(wait)
-			if proc.Exited() {
-				b, _ := os.ReadFile(logs)
-				t.Fatalf("cdp run recommend ended by itself (%v); the log ends:\n%s", proc.Wait(), testkit.Tail(string(b), 40))
-			}
-			proc.Kill()
-			logf.Close()
-			kills++
-			t.Logf("kill %d after %d of %d records committed", kills, testkit.Committed(t, adm, crash.group, crash.topics.Input), total)
-			continue
-		}
-		if err := <-fedAll; err != nil {
-			t.Fatal(err)
-		}
-		crash.waitConsumed(t, 2*time.Minute)
-		// Let a refit and its sweep score every buyer before stopping.
-		crash.waitSettled(t, tr, rd, time.Minute)
-		// SIGTERM before the process installed its handler would kill it
-		// outright: wait until it serves /healthz.
-		testkit.WaitHealthy(t, ops)
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		if err := proc.Wait(); err != nil {
-			b, _ := os.ReadFile(logs)
-			t.Fatalf("cdp run recommend after SIGTERM: %v\n%s", err, testkit.Tail(string(b), 30))
-		}
-		logf.Close()
-		break
-	}
+			crash.waitConsumed(t, 2*time.Minute)
+			// Let a refit and its sweep score every buyer before stopping.
+			crash.waitSettled(t, tr, rd, time.Minute)
+		},
+	}.Run(t)
 	if kills < 5 {
 		t.Fatalf("only %d kills", kills)
 	}
@@ -213,7 +174,7 @@ func TestCrashRestartEqualsUninterrupted(t *testing.T) {
 		}
 	}
 	t.Logf("%d runs, %d SIGKILLs: %d orders of %d buyers and %d profiles' state identical to the uninterrupted run; %d lists and %d scores records exactly once",
-		runs, kills, orders, len(want), len(tr.touched), count(lists), count(scores))
+		kills+1, kills, orders, len(want), len(tr.touched), count(lists), count(scores))
 }
 
 func count[T any](m map[string][]T) int {
