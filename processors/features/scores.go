@@ -23,15 +23,6 @@ var scoreTraits = []struct{ trait, field string }{
 	{"churn_risk", "churn_risk"},
 }
 
-// ScoreTraits lists the traits a scores record sets.
-func ScoreTraits() []string {
-	out := make([]string, len(scoreTraits))
-	for i, s := range scoreTraits {
-		out[i] = s.trait
-	}
-	return out
-}
-
 // scoresUpdate is a decoded scores record.
 type scoresUpdate struct {
 	profile string
