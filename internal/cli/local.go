@@ -63,14 +63,19 @@ registry whose ids survive restarts, Redis (redis-server) and ClickHouse 26.x
 		Use:   "up",
 		Short: "Start every service that is not running and wait until each answers",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, _, err := open()
+			st, known, err := open()
 			if err != nil {
 				return err
 			}
 			switch autoPorts {
 			case "":
 			case "auto":
-				if st.Ports, err = localstack.FreePorts(); err != nil {
+				// An existing stack keeps its ports while any of its
+				// services runs (moving them would split the stack and
+				// invalidate `cdp local env`), or while they are free.
+				if known && keepPorts(cmd.Context(), st) {
+					fmt.Fprintf(cmd.OutOrStdout(), "--ports auto: keeping the ports of the existing stack in %s\n", st.Dir)
+				} else if st.Ports, err = localstack.FreePorts(); err != nil {
 					return err
 				}
 			default:
@@ -219,4 +224,17 @@ func newLocalServeCmd() *cobra.Command {
 	clickhouse.Flags().IntVar(&httpPort, "http-port", 8123, "HTTP port")
 	serve.AddCommand(kafka, registry, clickhouse)
 	return serve
+}
+
+// keepPorts reports whether an existing stack's saved ports should stay:
+// one of its services runs, or none runs and every saved port is free.
+func keepPorts(ctx context.Context, st *localstack.Stack) bool {
+	free := true
+	for _, s := range st.Status(ctx) {
+		if s.PID != 0 {
+			return true
+		}
+		free = free && !s.PortTaken
+	}
+	return free
 }

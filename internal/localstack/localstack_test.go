@@ -130,8 +130,13 @@ func TestStackSurvivesCrashes(t *testing.T) {
 		}
 	}
 
-	if out, err := run(t, bin, "local", "up", "--dir", dir); err != nil {
+	// The same command again, --ports auto included: the stack keeps its
+	// ports (moving them would strand the running services and the env).
+	if out, err := run(t, bin, "local", "up", "--dir", dir, "--ports", "auto"); err != nil {
 		t.Fatalf("cdp local up after crash: %v\n%s", err, out)
+	}
+	if after, _, err := localstack.Open(dir); err != nil || after.Ports != st.Ports {
+		t.Fatalf("ports after cdp local up --ports auto: %+v (%v), before %+v", after.Ports, err, st.Ports)
 	}
 	if out, err := run(t, bin, "local", "status", "--dir", dir); err != nil {
 		t.Fatalf("status after restart: %v\n%s", err, out)

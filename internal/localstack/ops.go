@@ -19,6 +19,9 @@ type ServiceStatus struct {
 	Healthy bool
 	// Detail is the health check's summary, or why the service is down.
 	Detail string
+	// PortTaken: the service does not run and another process holds one
+	// of its ports.
+	PortTaken bool
 }
 
 // Status checks every service: its process and its health on its ports.
@@ -40,7 +43,7 @@ func (s *Stack) status(ctx context.Context, sv service) ServiceStatus {
 	if st.PID == 0 {
 		st.Detail = "not running"
 		if !portsFree(sv.ports(s.Ports)) {
-			st.Detail = "not running; its port is taken by another process"
+			st.Detail, st.PortTaken = "not running; its port is taken by another process", true
 		}
 		return st
 	}
