@@ -3,8 +3,11 @@ package cli
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 
@@ -52,7 +55,8 @@ registry whose ids survive restarts, Redis (redis-server) and ClickHouse 26.x
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "ready: redis-server, kcat, docker-compose, chromium; ClickHouse engine %s at %s\n", localstack.CHDBVersion, lib)
+			cmds := slices.Sorted(maps.Keys(localstack.AptPackages))
+			fmt.Fprintf(out, "ready: %s; ClickHouse engine %s at %s\n", strings.Join(cmds, ", "), localstack.CHDBVersion, lib)
 			return nil
 		},
 	})

@@ -163,12 +163,14 @@ func extractFile(tgz, member, dst string, w io.Writer) error {
 
 // AptPackages are the Debian packages the stack and its tests use:
 // redis-server runs Redis; kcat and redis-cli let tests check that
-// third-party clients work; docker-compose validates docker-compose.yml.
+// third-party clients work; docker-compose validates docker-compose.yml;
+// chromium runs the console page's browser test (headless, via chromedp).
 var AptPackages = map[string]string{
 	"redis-server":   "redis-server",
 	"redis-cli":      "redis-tools",
 	"kcat":           "kcat",
 	"docker-compose": "docker-compose",
+	"chromium":       "chromium",
 }
 
 // EnsureAptPackages installs the Debian packages whose commands are missing.
