@@ -69,6 +69,7 @@ shows the URLs); addresses given as flags are used as given.`,
 	fl.StringVar(&o.MetricsAddr, "metrics-addr", o.MetricsAddr, "listen address of /metrics, /healthz, /readyz")
 	fl.StringVar(&o.ConsoleAddr, "console-addr", o.ConsoleAddr, "listen address of the console page (keep it on loopback: it has no authentication)")
 	fl.DurationVar(&o.Interval, "interval", o.Interval, "how often a summary line is printed when stdout is not a terminal")
+	fl.BoolVar(&o.FreePorts, "free-ports", false, "start a new stack on ports the kernel picks, even when the usual ones are free (an existing stack keeps its ports)")
 	fl.BoolVar(&o.KeepStack, "keep-stack", false, "leave the stack's services running on exit (cdp local down --dir DIR stops them)")
 	fl.StringVar(&topoFile, "topology", "", "topology file (default: the built-in topology)")
 	return cmd

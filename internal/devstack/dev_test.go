@@ -31,7 +31,7 @@ type devProcess struct {
 
 func startDev(t *testing.T, bin, dir string) *devProcess {
 	t.Helper()
-	cmd := exec.Command(bin, "dev", "--dir", dir, "--rate", "100", "--interval", "2s",
+	cmd := exec.Command(bin, "dev", "--dir", dir, "--free-ports", "--rate", "100", "--interval", "2s",
 		"--api-addr", "127.0.0.1:0", "--console-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
 	out, err := cmd.StdoutPipe()
 	if err != nil {

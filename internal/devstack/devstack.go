@@ -70,7 +70,10 @@ type Options struct {
 	Interval time.Duration
 	Terminal bool
 	// KeepStack leaves the stack's services running on exit.
-	KeepStack  bool
+	KeepStack bool
+	// FreePorts starts a new stack on ports the kernel picks even when
+	// the usual ones are free (tests, or beside another stack).
+	FreePorts  bool
 	Topology   *topology.Topology
 	Processors ProcessorsFunc
 	Out        io.Writer
@@ -97,7 +100,7 @@ func Run(ctx context.Context, o Options) (err error) {
 
 	// The stack: started unless all of it already runs; stopped at the end
 	// only if this run started it.
-	started, err := upStack(ctx, st, known, o.Self, out)
+	started, err := upStack(ctx, st, known, o.FreePorts, o.Self, out)
 	if started && !o.KeepStack {
 		defer func() {
 			fmt.Fprintln(out, "stopping the local stack (data kept; cdp dev resumes on it)")
@@ -130,7 +133,7 @@ func stopped(ctx context.Context, err error) error {
 	return err
 }
 
-func upStack(ctx context.Context, st *localstack.Stack, known bool, self string, out io.Writer) (bool, error) {
+func upStack(ctx context.Context, st *localstack.Stack, known, freePorts bool, self string, out io.Writer) (bool, error) {
 	up := true
 	for _, s := range st.Status(ctx) {
 		up = up && s.Healthy
@@ -139,7 +142,7 @@ func upStack(ctx context.Context, st *localstack.Stack, known bool, self string,
 		fmt.Fprintf(out, "the local stack in %s is already running: using it (and leaving it running)\n", st.Dir)
 		return false, nil
 	}
-	if !known && !portsFree(st.Ports) {
+	if !known && (freePorts || !portsFree(st.Ports)) {
 		// A fresh directory: the usual ports if they are free (third-party
 		// tools then work without flags), else ports the kernel picks.
 		p, err := localstack.FreePorts()
