@@ -243,6 +243,7 @@ func TestMemoryPerIdentifier(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a graph of 100k identifiers")
 	}
+	t.Parallel() // its own key prefix; asserts on its keys' memory (INFO is only logged)
 	f := newFixture(t)
 	r := rand.New(rand.NewPCG(5, 6))
 	before := usedMemory(t, f.ctx, f.rdb)

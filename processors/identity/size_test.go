@@ -93,6 +93,7 @@ func TestDedupKeysStayBounded(t *testing.T) {
 	if testing.Short() {
 		t.Skip("resolves 1M events")
 	}
+	t.Parallel() // its own key prefix; measures keys, not the server
 	rules := DefaultRules()
 	rules.DedupShards = 256
 	f := newFixture(t, WithRules(rules), WithChunkSize(1000))
