@@ -30,6 +30,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 	"go.uber.org/zap"
@@ -405,18 +406,9 @@ func (p *Pipeline) Look(ctx context.Context, names []string) (Progress, error) {
 			}
 		}
 	}
-	ends, err := p.adm.ListEndOffsets(ctx, topics...)
+	ends, err := p.endOffsets(ctx, topics)
 	if err != nil {
-		return pr, fmt.Errorf("listing end offsets: %w", err)
-	}
-	var errs []error
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err != nil {
-			errs = append(errs, fmt.Errorf("%s[%d]: %w", o.Topic, o.Partition, o.Err))
-		}
-	})
-	if len(errs) > 0 {
-		return pr, fmt.Errorf("listing end offsets: %w", errors.Join(errs...))
+		return pr, err
 	}
 	for _, n := range names {
 		committed, err := p.adm.FetchOffsets(ctx, p.Group(n))
@@ -617,4 +609,36 @@ func (c *Child) Metric(ctx context.Context, name string) (float64, error) {
 		}
 	}
 	return sum, nil
+}
+
+// endOffsets lists the end offsets of topics, again after a short pause
+// while a partition's answer is a retriable error: the local broker has
+// been seen to answer UNKNOWN_TOPIC_OR_PARTITION for a moment about topics
+// that exist, while the processors' clients create and fetch.
+func (p *Pipeline) endOffsets(ctx context.Context, topics []string) (kadm.ListedOffsets, error) {
+	for try := 1; ; try++ {
+		ends, err := p.adm.ListEndOffsets(ctx, topics...)
+		if err != nil {
+			return nil, fmt.Errorf("listing end offsets: %w", err)
+		}
+		var errs []error
+		retriable := true
+		ends.Each(func(o kadm.ListedOffset) {
+			if o.Err != nil {
+				errs = append(errs, fmt.Errorf("%s[%d]: %w", o.Topic, o.Partition, o.Err))
+				retriable = retriable && kerr.IsRetriable(o.Err)
+			}
+		})
+		if len(errs) == 0 {
+			return ends, nil
+		}
+		if !retriable || try == 5 {
+			return nil, fmt.Errorf("listing end offsets (try %d): %w", try, errors.Join(errs...))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Duration(try) * 200 * time.Millisecond):
+		}
+	}
 }

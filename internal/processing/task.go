@@ -182,6 +182,11 @@ func (tc *TaskContext) Logger() *zap.Logger { return tc.log }
 // opened: where processing resumed.
 func (tc *TaskContext) Committed() int64 { return tc.pt.committed }
 
+// LogStart is the first offset Kafka still holds of the task's input
+// partition: 0 while retention has deleted nothing, so the task can tell
+// whether the partition's whole history is still there to read.
+func (tc *TaskContext) LogStart(ctx context.Context) (int64, error) { return tc.pt.logStart(ctx) }
+
 // Epoch is the partition's fencing epoch taken at Open (0 without a
 // journal). Effects written outside the journal should check it.
 func (tc *TaskContext) Epoch() int64 { return tc.pt.epoch }

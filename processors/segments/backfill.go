@@ -16,7 +16,8 @@ import (
 
 // The backfill evaluates every profile of the feature store that belongs to
 // the task's partition when the definitions changed (a new segment, an
-// edited condition or param, a removed segment) or on the first start. It
+// edited condition or param, a removed segment) or on a first start after
+// retention deleted the start of the changes topic (see Open). It
 // runs on the runtime's timers, a slice every backfillEvery, at most
 // BackfillRate profiles per second per partition, journaled like any step,
 // so it survives restarts and resumes where it was. Its progress is in the

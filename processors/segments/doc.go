@@ -47,10 +47,14 @@
 // # Definitions that change
 //
 // The definitions' fingerprint is kept per partition. When it differs at
-// start (or on the very first start) the task backfills on runtime timers:
+// start the task backfills on runtime timers:
 // it scans the feature store's profiles of its partition, BackfillRate per
 // second, and evaluates each from the store (a removed segment's members
 // exit, reason "segment removed"). Progress is in the :b hash; `cdp
 // segments status --wait` shows it. Profiles that change during the backfill
-// are brought up to date by their own changes first.
+// are brought up to date by their own changes first. A partition's first
+// start backfills only when Kafka no longer holds the changes topic from
+// offset 0 (retention deleted some): otherwise the topic itself brings
+// every profile, change by change, and the output does not depend on
+// whether the features processor ran ahead.
 package segments

@@ -161,7 +161,7 @@ func (pl *pipeline) startSegmentsWith(t testing.TB, cfg Config, group string) (s
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pl.run(t, "segments", group, []string{pl.changes}, p, p.Journal(), p.KafkaOpts(), m, rdb.Close)
+	return pl.run(t, "segments", group, []string{cfg.ChangesTopic}, p, p.Journal(), p.KafkaOpts(), m, rdb.Close)
 }
 
 func (pl *pipeline) run(t testing.TB, name, group string, inputs []string, p processing.Processor, j processing.Journal, opts []kgo.Opt, m *processing.Metrics, closeFn func() error) func() {

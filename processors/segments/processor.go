@@ -219,9 +219,31 @@ func (t *task) Open(ctx context.Context, tc *processing.TaskContext) error {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return processing.Transient(fmt.Errorf("reading the backfill state of %s: %w", t.tp, err))
 	}
-	if defs != strconv.FormatUint(uint64(t.p.rules.ID), 10) {
-		tc.SetTimer(backfillTimer, t.p.now())
+	target := strconv.FormatUint(uint64(t.p.rules.ID), 10)
+	if defs == target {
+		return nil
 	}
+	if defs == "" && tc.Committed() < 0 {
+		// The partition's first start. While Kafka still holds the changes
+		// topic from offset 0, reading it brings every profile in order,
+		// change by change, and a backfill would only race it: it would
+		// evaluate from the store profiles whose changes are on their way,
+		// emitting their memberships with the store's values of the moment
+		// and no trigger, an output that depends on timing.
+		start, err := tc.LogStart(ctx)
+		if err != nil {
+			return processing.Transient(fmt.Errorf("first start of %s: %w", t.tp, err))
+		}
+		if start == 0 {
+			now := strconv.FormatInt(t.p.now().UnixMilli(), 10)
+			err := t.p.rdb.HSet(ctx, t.metaKey, "defs", target, "target", target, "scanned", 0, "started", now, "done", now).Err()
+			if err != nil {
+				return processing.Transient(fmt.Errorf("marking %s evaluated from its first change: %w", t.tp, err))
+			}
+			return nil
+		}
+	}
+	tc.SetTimer(backfillTimer, t.p.now())
 	return nil
 }
 
