@@ -204,12 +204,20 @@ func newLocalServeCmd() *cobra.Command {
 		defer cancel()
 		return localstack.ServeRegistry(ctx, newLogger().Named("registry"), dir, port)
 	}}
+	var engine bool
 	clickhouse := &cobra.Command{Use: "clickhouse", RunE: func(cmd *cobra.Command, _ []string) error {
+		ctx, cancel := ctxOf(cmd)
+		defer cancel()
+		if !engine {
+			self, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("finding this executable to run the ClickHouse engine: %w", err)
+			}
+			return localstack.SuperviseEngine(ctx, newLogger().Named("clickhouse"), self, append(os.Args[1:], "--engine"))
+		}
 		// clickhouse-local does not stop on SIGTERM while its query runs;
 		// every insert is already on disk when acknowledged, so exiting at
 		// once is safe and keeps `cdp local down` quick.
-		ctx, cancel := ctxOf(cmd)
-		defer cancel()
 		go func() {
 			<-ctx.Done()
 			os.Exit(0)
@@ -223,6 +231,7 @@ func newLocalServeCmd() *cobra.Command {
 	for _, c := range []*cobra.Command{kafka, registry} {
 		c.Flags().IntVar(&port, "port", 0, "port")
 	}
+	clickhouse.Flags().BoolVar(&engine, "engine", false, "serve in this process, unsupervised (by default a supervisor runs the engine as its child and starts it again if it exits)")
 	clickhouse.Flags().StringVar(&lib, "lib", "", "path to libchdb.so")
 	clickhouse.Flags().IntVar(&tcpPort, "tcp-port", 9000, "native port")
 	clickhouse.Flags().IntVar(&httpPort, "http-port", 8123, "HTTP port")

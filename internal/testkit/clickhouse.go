@@ -65,7 +65,9 @@ func (c *ClickHouseServer) Start() {
 		c.t.Fatal(err)
 	}
 	defer logf.Close()
-	c.cmd = exec.Command(c.bin, "local", "serve", "clickhouse", "--dir", c.dir, "--lib", c.lib,
+	// --engine: unsupervised, so that a test sees the engine exit and
+	// decides itself when it comes back.
+	c.cmd = exec.Command(c.bin, "local", "serve", "clickhouse", "--engine", "--dir", c.dir, "--lib", c.lib,
 		"--tcp-port", strconv.Itoa(c.tcp), "--http-port", strconv.Itoa(c.http))
 	c.cmd.Stdout, c.cmd.Stderr = logf, logf
 	if err := c.cmd.Start(); err != nil {
