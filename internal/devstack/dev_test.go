@@ -162,6 +162,8 @@ func requireTools(t *testing.T) {
 // TestDev drives `cdp dev` as a user would, with its output piped (so one
 // summary line every --interval): the numbers grow, the API serves the
 // sample profile with the printed token and refuses calls without it, the
+// profile's segments follow its events (a cart add enters cart_abandoners,
+// an order exits it) as `cdp produce` sends them to the running platform, the
 // console page works in a real browser, Ctrl-C stops everything with exit
 // code 0 and no process left, and a second run resumes the counts.
 func TestDev(t *testing.T) {
@@ -216,10 +218,64 @@ func TestDev(t *testing.T) {
 			t.Errorf("GET %s with token %q: %d %s, want 401", profileURL, tok, status, body)
 		}
 	}
-	var email string
+	var email, userID string
 	for _, id := range profile.Identities {
-		if id.Type == "email" {
+		switch id.Type {
+		case "email":
 			email = id.Value
+		case "user_id":
+			userID = id.Value
+		}
+	}
+
+	// The sample profile's own segments change with its traffic: a cart
+	// add puts it in cart_abandoners, an order after it takes it out.
+	who := fmt.Sprintf(`"userId":%q`, userID)
+	if userID == "" {
+		if email == "" {
+			t.Fatalf("sample profile %s has neither a user_id nor an email identity: %+v", profile.ProfileID, profile.Identities)
+		}
+		who = fmt.Sprintf(`"anonymousId":"dev-test-visitor","context":{"traits":{"email":%q}}`, email)
+	}
+	now := time.Now().UTC()
+	inCart := func() (bool, []string) {
+		status, body := get(t, profileURL, token)
+		if status != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", profileURL, status, body)
+		}
+		var p struct{ Segments []struct{ Segment string } }
+		if err := json.Unmarshal(body, &p); err != nil {
+			t.Fatalf("profile JSON: %v\n%s", err, body)
+		}
+		var names []string
+		in := false
+		for _, s := range p.Segments {
+			names = append(names, s.Segment)
+			in = in || s.Segment == "cart_abandoners"
+		}
+		return in, names
+	}
+	for _, step := range []struct {
+		event, props string
+		want         bool
+	}{
+		{"Product Added", `{"product_id":"dev-test-1","price":10,"quantity":1}`, true},
+		{"Order Completed", `{"order_id":"dev-test-order","revenue":10,"currency":"EUR","products":[{"product_id":"dev-test-1","price":10,"quantity":1}]}`, false},
+	} {
+		now = now.Add(time.Second)
+		produceTo(t, bin, dir, fmt.Sprintf(`{"type":"track","event":%q,%s,"timestamp":%q,"properties":%s}`,
+			step.event, who, now.Format(time.RFC3339Nano), step.props))
+		deadline := time.Now().Add(time.Minute)
+		for {
+			in, names := inCart()
+			if in == step.want {
+				t.Logf("after %s: segments %v", step.event, names)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after %s for %s: in cart_abandoners %v a minute later, want %v (segments %v)", step.event, profile.ProfileID, in, step.want, names)
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
 	}
 
@@ -325,5 +381,27 @@ func requireNoProcesses(t *testing.T, dir string) {
 			t.Fatalf("processes left running after cdp dev stopped:\n%s", strings.Join(left, "\n"))
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// produceTo sends JSON event lines through `cdp produce`, pointed at the
+// dev stack in dir.
+func produceTo(t *testing.T, bin, dir string, lines ...string) {
+	t.Helper()
+	out, err := exec.Command(bin, "local", "env", "--dir", dir).Output()
+	if err != nil {
+		t.Fatalf("cdp local env --dir %s: %v", dir, err)
+	}
+	env := os.Environ() // the last value of a key wins
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		k, v, ok := strings.Cut(strings.TrimPrefix(l, "export "), "=")
+		if ok {
+			env = append(env, k+"="+strings.Trim(v, `'"`))
+		}
+	}
+	cmd := exec.Command(bin, "produce", "--file", "-")
+	cmd.Env, cmd.Stdin = env, strings.NewReader(strings.Join(lines, "\n")+"\n")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("cdp produce: %v\n%s", err, b)
 	}
 }
