@@ -388,16 +388,13 @@ func requireNoProcesses(t *testing.T, dir string) {
 // dev stack in dir.
 func produceTo(t *testing.T, bin, dir string, lines ...string) {
 	t.Helper()
-	out, err := exec.Command(bin, "local", "env", "--dir", dir).Output()
-	if err != nil {
-		t.Fatalf("cdp local env --dir %s: %v", dir, err)
+	st, ok, err := localstack.Open(dir)
+	if err != nil || !ok {
+		t.Fatalf("opening the dev stack in %s: found %v, %v", dir, ok, err)
 	}
 	env := os.Environ() // the last value of a key wins
-	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		k, v, ok := strings.Cut(strings.TrimPrefix(l, "export "), "=")
-		if ok {
-			env = append(env, k+"="+strings.Trim(v, `'"`))
-		}
+	for _, kv := range st.Env() {
+		env = append(env, kv[0]+"="+kv[1])
 	}
 	cmd := exec.Command(bin, "produce", "--file", "-")
 	cmd.Env, cmd.Stdin = env, strings.NewReader(strings.Join(lines, "\n")+"\n")

@@ -81,23 +81,7 @@ func TestDefinitionChangeIsBackfilled(t *testing.T) {
 	rd := NewReader(rdb, pl.segmentsConfig(), set, features.NewReader(rdb, pl.featuresConfig(), pl.fset))
 	ctx := testkit.Context(t)
 	start := time.Now()
-	for {
-		st, err := rd.Status(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		done := true
-		for _, p := range st {
-			done = done && p.Done
-		}
-		if done {
-			break
-		}
-		if time.Since(start) > 2*time.Minute {
-			t.Fatalf("backfill not done after 2 minutes: %+v", st)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitEvaluated(t, rd)
 	took := time.Since(start)
 	pl.settle(t)
 
@@ -140,15 +124,7 @@ func TestDefinitionChangeIsBackfilled(t *testing.T) {
 			}
 		}
 		slices.Sort(want)
-		ms, _, err := rd.Members(ctx, id)
-		if err != nil {
-			t.Fatalf("%s: %v", id, err)
-		}
-		var got []string
-		for _, m := range ms {
-			got = append(got, m.Segment)
-		}
-		if !slices.Equal(got, want) {
+		if got := members(t, rd, id); !slices.Equal(got, want) {
 			t.Fatalf("%s: in %v after the backfill, the new definitions give %v", id, got, want)
 		}
 	}

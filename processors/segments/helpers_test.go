@@ -312,3 +312,42 @@ func (pl *pipeline) profileChanges(t testing.TB, profile string) string {
 	}
 	return b.String()
 }
+
+// members are the segments profile id is in, sorted.
+func members(t *testing.T, rd *Reader, id string) []string {
+	t.Helper()
+	ms, _, err := rd.Members(testkit.Context(t), id)
+	if err != nil && err != ErrNotFound {
+		t.Fatalf("memberships of %s: %v", id, err)
+	}
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Segment)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// waitEvaluated waits until every partition is marked evaluated with the
+// current definitions (by a backfill, or by a first start that needs none).
+func waitEvaluated(t *testing.T, rd *Reader) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		st, err := rd.Status(testkit.Context(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := true
+		for _, p := range st {
+			done = done && p.Done
+		}
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the partitions are not marked evaluated after 2 minutes: %+v", st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

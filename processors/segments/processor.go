@@ -235,6 +235,9 @@ func (t *task) Open(ctx context.Context, tc *processing.TaskContext) error {
 			return processing.Transient(fmt.Errorf("first start of %s: %w", t.tp, err))
 		}
 		if start == 0 {
+			// Written at once, outside the journal: the mark only says no
+			// backfill is needed, which stays true if this task dies before
+			// its first commit.
 			now := strconv.FormatInt(t.p.now().UnixMilli(), 10)
 			err := t.p.rdb.HSet(ctx, t.metaKey, "defs", target, "target", target, "scanned", 0, "started", now, "done", now).Err()
 			if err != nil {
