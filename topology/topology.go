@@ -100,7 +100,7 @@ type IdentitySpec struct {
 	// (default 1000; 0: no cap).
 	MaxIdentifiers *int `yaml:"max_identifiers"`
 	// DedupShards is how many Redis hashes one dedup window is spread over
-	// (default 16384).
+	// (default 256: a few thousand ids per hash up to 1M events a window).
 	DedupShards int `yaml:"dedup_shards"`
 	// Custom identifiers are taken from event fields.
 	Custom []CustomIdentifierSpec `yaml:"custom"`

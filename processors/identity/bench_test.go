@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/streamcdp/streamcdp/internal/generate"
 	"github.com/streamcdp/streamcdp/internal/testkit"
 )
 
@@ -115,7 +118,7 @@ func BenchmarkResolve(b *testing.B) {
 				}
 				return s.batch
 			}
-			usec0, cpu0 := evalshaUsec(b, f), redisCPU(b, f)
+			usec0, cpu0 := evalshaUsec(b, f.rdb), redisCPU(b, f.rdb)
 			events := 0
 			errs := make([]error, parts)
 			for b.Loop() {
@@ -140,9 +143,9 @@ func BenchmarkResolve(b *testing.B) {
 			b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
 			// Time Redis spent inside the script, and its CPU time, which
 			// other load on the machine does not inflate.
-			b.ReportMetric(float64(evalshaUsec(b, f)-usec0)/float64(events), "redis-us/event")
+			b.ReportMetric(float64(evalshaUsec(b, f.rdb)-usec0)/float64(events), "redis-us/event")
 			if cpu0 >= 0 {
-				b.ReportMetric(float64(redisCPU(b, f)-cpu0)/float64(events)/1e3, "redis-cpu-us/event")
+				b.ReportMetric(float64(redisCPU(b, f.rdb)-cpu0)/float64(events)/1e3, "redis-cpu-us/event")
 			}
 		})
 	}
@@ -150,9 +153,9 @@ func BenchmarkResolve(b *testing.B) {
 
 // redisCPU returns the CPU time Redis has used, in nanoseconds, read from
 // /proc; -1 when Redis does not run on this machine.
-func redisCPU(tb testing.TB, f *fixture) int64 {
+func redisCPU(tb testing.TB, rdb redis.UniversalClient) int64 {
 	tb.Helper()
-	info, err := f.rdb.Info(f.ctx, "server").Result()
+	info, err := rdb.Info(context.Background(), "server").Result()
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -176,9 +179,9 @@ func redisCPU(tb testing.TB, f *fixture) int64 {
 }
 
 // evalshaUsec reads the microseconds Redis has spent in EVALSHA.
-func evalshaUsec(tb testing.TB, f *fixture) int64 {
+func evalshaUsec(tb testing.TB, rdb redis.UniversalClient) int64 {
 	tb.Helper()
-	info, err := f.rdb.Info(f.ctx, "commandstats").Result()
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -266,5 +269,47 @@ func TestMemoryPerIdentifier(t *testing.T) {
 	}
 	if perID > 200 {
 		t.Fatalf("%.1f B of Redis memory per identifier, the target is at most 200", perID)
+	}
+}
+
+// BenchmarkResolveTraffic resolves the pipeline benchmark's traffic
+// (generated, 20k persons, 200k events) straight through the graph, one
+// journaled chunk of 500 after the other, as one partition's task would,
+// and reports Redis' script time and CPU per event: the graph's own cost,
+// without Kafka, decoding or other load on the machine.
+//
+//	go test -run ^$ -bench ResolveTraffic -benchtime 1x -count 3 ./processors/identity/
+func BenchmarkResolveTraffic(b *testing.B) {
+	cfg := generate.DefaultConfig()
+	cfg.Persons, cfg.Events, cfg.Seed = 20000, 200000, 3
+	var inputs []Input
+	_, err := generate.Generate(context.Background(), cfg, generate.SinkFunc(func(_ context.Context, l []byte) error {
+		var e jsonEvent
+		if json.Unmarshal(l, &e) == nil && e.MessageID != "" {
+			inputs = append(inputs, e.input(int64(len(inputs))))
+		}
+		return nil
+	}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for range b.N {
+		b.StopTimer()
+		f := newFixture(b)
+		js := f.journalOf(f.g, 0)
+		usec0, cpu0 := evalshaUsec(b, f.rdb), redisCPU(b, f.rdb)
+		b.StartTimer()
+		for start := 0; start < len(inputs); start += 1000 {
+			if _, err := f.g.ResolveJournaled(f.ctx, inputs[start:min(start+1000, len(inputs))], js.step); err != nil {
+				b.Fatal(err)
+			}
+			js.committedSeq = js.seq
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(evalshaUsec(b, f.rdb)-usec0)/float64(len(inputs)), "redis-us/event")
+		if cpu0 >= 0 {
+			b.ReportMetric(float64(redisCPU(b, f.rdb)-cpu0)/float64(len(inputs))/1e3, "redis-cpu-us/event")
+		}
+		b.ReportMetric(float64(len(inputs))/b.Elapsed().Seconds(), "events/s")
 	}
 }

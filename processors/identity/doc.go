@@ -40,7 +40,8 @@
 // the profile's ".c*" field): a flood of fresh anonymous ids stops at the
 // cap, and a merge that would pass it is refused (rule profile_size). So the
 // largest merge moves fewer than 1,000 identifiers: measured 3.3–4.8 ms of
-// script time (TestProfileSizeCapStopsAFlood). Placeholder values that
+// script time on a quiet day, 6–12 ms on a day the machine was about twice
+// as slow (TestProfileSizeCapStopsAFlood). Placeholder values that
 // identify nobody (the all-zero advertising id, "undefined", "null", "0",
 // "anonymous", ...) are blocked whatever the rules say (BuiltinBlocked).
 //
@@ -90,6 +91,10 @@
 //	                  Rules.DedupShards (by the digest): 12-byte digest of
 //	                  the message id -> seconds into the bucket; expires 3
 //	                  windows after its first write
+//	e<N>       string bitmap of dedup bucket N: bit S is set once d<N>:<S>
+//	                  has its TTL, so EXPIRE runs once per key; created with
+//	                  the first of them and expiring 3 windows after, so
+//	                  before any of the keys it describes
 //	j:identity:<topic>:<partition>:{m,x,w,s}
 //	                  the partition's journal (internal/journal): epoch,
 //	                  applied offset, receipts not yet committed
@@ -123,12 +128,13 @@
 // # Capacity, and the way past one shard
 //
 // One space's graph is bounded by one shard's memory and one Redis thread.
-// Measured on this project's 2-core machine: about 190 B per identifier with
-// its share of dedup (143 B of graph, 46–56 B per event of dedup kept for up
-// to three windows), 18–35 µs of Redis CPU per event, so a shard serves
-// 30k–55k events/s and a 25 GB shard holds about 130 million identifiers with
-// a day of dedup at 10M events. More spaces (tenants, brands, regions) spread
-// over shards by their tags.
+// Measured on this project's 2-core machine: about 200 B per identifier with
+// its share of dedup (143 B of graph, 21–56 B per event of dedup kept for up
+// to three windows), 15–22 µs of Redis CPU per event with the stack's
+// append-only file (appendfsync always), so a shard serves 40k–60k events/s
+// and a 25 GB shard holds about 130 million identifiers with a day of dedup
+// at 10M events. More spaces (tenants, brands, regions) spread over shards
+// by their tags.
 //
 // A single space larger than one shard would be partitioned, as Kafka
 // Streams co-partitions state (designed here, not built): identifiers are
@@ -159,15 +165,23 @@
 //     window was sharded); INFO used_memory
 //     grew 187 B per identifier including the dedup entries of the 60k
 //     events that built the graph.
-//   - throughput, 90% known customers, 2-3 identifiers per event, batches
-//     of 500: Redis is the limit at 18-23 µs of Redis CPU per event (about
-//     five keyspace lookups in Lua, the reply stream, and on this virtual
-//     machine a third of it in the kernel: wake-ups and loopback TCP).
-//     With four partitions in parallel: 35-55k events/s on Redis without
-//     persistence, 20-30k with the local stack's append-only file, whose
-//     effect replication and rewrites cost Redis CPU too (29 µs per event).
-//     The spread is other load on the shared machine; redis-cpu-us/event
-//     is the steadier number.
+//   - throughput, the processor end to end on generated traffic
+//     (BenchmarkIdentityPipeline: 200k events, 6 partitions, 2 instances,
+//     the stack's Redis with appendfsync always): Redis is the limit, at
+//     13–19 µs of script time and 15–22 µs of Redis CPU per event, and the
+//     pipeline runs at 33k–47k events/s (medians of five 37k–38k, single
+//     Redis and Cluster alike, on a day when the machine ran everything
+//     about twice as slow as on others). Half of the script's time is
+//     dedup; an event of a known customer otherwise costs a lookup per
+//     identifier, most of them cached for the chunk, and no write. What
+//     made the difference (from 30 µs of script time per event): EXPIRE
+//     once per dedup key instead of once per event (a third of the time),
+//     dedup read and written once per key and chunk, 256 dedup shards by
+//     default instead of 16,384, chunks of 1,000 events, and half as many
+//     script arguments. More shards are slower at this volume (1,024: about
+//     a fifth) and so are fewer (64: about a third; each key's listpack or
+//     hashtable gets long). BenchmarkResolveTraffic measures the script
+//     alone on the same traffic.
 //
 // # Dedup at volume
 //
@@ -175,11 +189,12 @@
 // key grows without bound and expiries free small keys one at a time (the
 // local stack runs Redis with lazyfree). Measured (TestDedupKeysStayBounded:
 // 1M events in 256 shards, largest shard 4,092 ids): 56 B per event at a few
-// thousand ids per shard, 46 B below 128 (Redis' compact listpack). A
-// bucket is kept for up to three windows, so with the 24 h default window:
+// thousand ids per shard; 21–46 B at a few hundred or fewer (Redis' compact
+// listpack below 128). A bucket is kept for up to three windows, so with
+// the 24 h default window:
 //
 //	events/day   dedup_shards   ids per shard   memory
-//	1M           16,384         61              ~140 MB
+//	1M           256 (default)  3,900           ~170 MB
 //	100M         65,536         1,500           ~17 GB
 //	1B           500,000        2,000           ~170 GB: more than one shard
 //	                                            holds; shorten the window
@@ -190,7 +205,7 @@
 // Redis must not evict keys (NewGraph refuses allkeys-* policies): an
 // evicted bucket or profile splits people. Run it with appendonly yes and
 // appendfsync always, which costs one fsync per script call (a chunk of up
-// to 500 events), not per event. With appendfsync everysec a machine crash
+// to 1,000 events), not per event. With appendfsync everysec a machine crash
 // can lose the last second of writes after Kafka committed the offsets
 // that made them; the journal notices (its steps are chained) and the
 // runtime repairs the graph from the raw topic, with the outputs, which

@@ -106,7 +106,7 @@ var readSrc string
 const (
 	DefaultPrefix    = "cdp:"
 	DefaultSpace     = "default"
-	DefaultChunkSize = 500
+	DefaultChunkSize = 1000
 	// maxChunk keeps one script's reply-stream entry under the 8000
 	// values Redis' Lua can unpack, and one call short enough not to stall
 	// other clients of the shard.
@@ -137,8 +137,9 @@ func WithSpace(s string) Option { return func(o *options) { o.space = s } }
 func WithRules(r Rules) Option { return func(o *options) { o.rules = r } }
 
 // WithChunkSize sets how many events one script call resolves (default
-// 200, at most 1000). Larger chunks cost fewer round trips but hold the
-// shard longer.
+// 1,000, also the most: about 15 ms of script time). Larger chunks cost fewer
+// round trips, find more of their identifiers and dedup keys already read
+// in the same call, but hold the shard longer.
 func WithChunkSize(n int) Option { return func(o *options) { o.chunk = n } }
 
 // withTable sets the identifier table's initial bucket count and load
@@ -200,7 +201,7 @@ func NewGraph(rdb redis.UniversalClient, opts ...Option) (*Graph, error) {
 	// Dedup buckets are one window wide and an event looks into its own and
 	// the previous one, so a bucket is needed for two windows after its
 	// first event; the third covers consumer lag.
-	g.header = []any{g.window, 3 * g.window, o.buckets, o.load, g.space, c.DedupShards}
+	g.header = []any{3 * g.window, o.buckets, o.load, g.space}
 	codes := make([]string, 0, len(c.limit))
 	for code := range c.limit {
 		codes = append(codes, code)
@@ -392,39 +393,78 @@ func (g *Graph) run(ctx context.Context, calls []call) ([]string, error) {
 	}
 }
 
+// dedupEntry is one message id of a chunk, placed in its dedup key.
+type dedupEntry struct {
+	idx        int64 // bucket: event time / window
+	shard, pos int   // pos: the event's 1-based position in the chunk
+	md, rel    string
+}
+
 // args builds the script arguments of one chunk (see resolve.lua).
 func (g *Graph) args(header []any, batch []Input, prep []prepared) []any {
-	n := len(header) + len(g.header) + 1 + 8*len(batch)
+	n := len(header) + len(g.header) + 2 + 6*len(batch)
 	for i := range prep {
-		n += 3 * len(prep[i].kept)
+		n += len(prep[i].kept)
 	}
 	args := make([]any, 0, n)
 	args = append(args, header...)
 	args = append(args, g.header...)
-	args = append(args, len(batch))
-	var buf []byte
+	var buf, slow []byte
+	var dd []dedupEntry
 	for i := range batch {
 		in := &batch[i]
-		off := strconv.FormatInt(in.Offset, 10)
-		if d := prep[i].decided; d != "" {
-			args = append(args, off, "Q", d)
+		if prep[i].decided != "" || in.MessageID == "" {
 			continue
 		}
-		md := ""
-		if in.MessageID != "" {
-			buf = append(append(append(buf[:0], g.space...), 0, 'm', ':'), in.MessageID...)
-			sum := sha256.Sum256(buf)
-			md = string(sum[:12])
-		}
+		buf = append(append(append(buf[:0], g.space...), 0, 'm', ':'), in.MessageID...)
+		sum := sha256.Sum256(buf)
 		unix := in.Time.Unix()
 		idx := unix / g.window
 		if unix < 0 && unix%g.window != 0 {
 			idx--
 		}
-		ext := ""
+		dd = append(dd, dedupEntry{idx: idx, pos: i + 1, md: string(sum[:12]),
+			shard: int(uint32(sum[0])<<16|uint32(sum[1])<<8|uint32(sum[2])) % g.rules.DedupShards,
+			rel:   strconv.FormatInt(unix-idx*g.window, 10)})
+	}
+	// Grouped by dedup key, bucket by bucket, offset order within a key:
+	// the script reads and writes each key once (see resolve.lua).
+	slices.SortStableFunc(dd, func(a, b dedupEntry) int {
+		return cmp.Or(cmp.Compare(a.idx, b.idx), cmp.Compare(a.shard, b.shard))
+	})
+	groups := 0
+	at := len(args)
+	args = append(args, nil)
+	for k := 0; k < len(dd); {
+		e := k
+		for e < len(dd) && dd[e].idx == dd[k].idx && dd[e].shard == dd[k].shard {
+			e++
+		}
+		args = append(args, strconv.FormatInt(dd[k].idx, 10), strconv.Itoa(dd[k].shard), e-k)
+		for _, d := range dd[k:e] {
+			args = append(args, d.md, d.rel, d.pos)
+		}
+		groups++
+		k = e
+	}
+	args[at] = groups
+	args = append(args, len(batch))
+	for i := range batch {
+		in := &batch[i]
+		off := strconv.FormatInt(in.Offset, 10)
+		if d := prep[i].decided; d != "" {
+			args = append(args, off, 0, d)
+			continue
+		}
 		kept := prep[i].kept
-		args = append(args, off, "R", md, idx, unix-idx*g.window, "", prep[i].extra, len(kept))
-		extAt := len(args) - 3
+		// What only the script's slow path reads, in one argument: extra,
+		// the new profile's id, then each identifier's code and
+		// "code:value". Normalised values hold no control characters, and
+		// extra is JSON, so \x1f cannot occur in them.
+		slow = append(slow[:0], prep[i].extra...)
+		slow = append(slow, 0x1f)
+		at := len(args) + 2
+		args = append(args, off, len(kept), nil)
 		for j, id := range kept {
 			code := codeOf(id.Type)
 			buf = append(append(append(append(buf[:0], g.space...), 0), code...), ':')
@@ -434,11 +474,13 @@ func (g *Graph) args(header []any, batch []Input, prep []prepared) []any {
 				// A new profile is named after the creating event's
 				// highest-priority identifier: deterministic, so a rebuild
 				// from Kafka gives the profiles their old ids.
-				ext = b32.EncodeToString(sum[12:22])
+				slow = b32.AppendEncode(slow, sum[12:22])
 			}
-			args = append(args, string(sum[:12]), code, code+":"+id.Value)
+			slow = append(append(append(append(slow, 0x1f), code...), 0x1f), code...)
+			slow = append(append(slow, ':'), id.Value...)
+			args = append(args, string(sum[:12]))
 		}
-		args[extAt] = ext
+		args[at] = string(slow)
 	}
 	return args
 }

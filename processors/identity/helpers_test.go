@@ -124,6 +124,12 @@ func dump(t testing.TB, rdb redis.UniversalClient, prefix string) map[string]str
 				t.Fatalf("XRANGE %s: %v", k, err)
 			}
 			s = fmt.Sprint(xs)
+		case "string": // a dedup bucket's bitmap of shard keys with a TTL
+			v, err := rdb.Get(ctx, k).Result()
+			if err != nil {
+				t.Fatalf("GET %s: %v", k, err)
+			}
+			s = fmt.Sprintf("%x", v)
 		default:
 			t.Fatalf("unexpected key %s of type %s", k, typ)
 		}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/streamcdp/streamcdp/internal/generate"
 	"github.com/streamcdp/streamcdp/internal/testkit"
+	"github.com/streamcdp/streamcdp/processors/identity"
 )
 
 // BenchmarkIdentityPipeline measures the identity processor end to end on
@@ -35,6 +36,8 @@ func benchIdentityPipeline(b *testing.B, redisURL string) {
 		cfg.Persons, cfg.Events, cfg.Seed = 20000, 200000, 3
 		lines, _ := generateLines(b, cfg)
 		s.write(b, lines)
+		rdb := s.env.Redis(b)
+		usec0, cpu0 := identity.EvalshaUsec(b, rdb), identity.RedisCPU(b, rdb)
 		b.StartTimer()
 		start := time.Now()
 		_, stop := s.start(b, 2)
@@ -43,5 +46,11 @@ func benchIdentityPipeline(b *testing.B, redisURL string) {
 		b.StopTimer()
 		stop()
 		b.ReportMetric(float64(len(lines))/elapsed.Seconds(), "events/s")
+		if redisURL == "" { // one Redis: its script time and CPU per event
+			b.ReportMetric(float64(identity.EvalshaUsec(b, rdb)-usec0)/float64(len(lines)), "redis-us/event")
+			if cpu0 >= 0 {
+				b.ReportMetric(float64(identity.RedisCPU(b, rdb)-cpu0)/float64(len(lines))/1e3, "redis-cpu-us/event")
+			}
+		}
 	}
 }

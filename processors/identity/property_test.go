@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"sync"
 	"testing"
+	"time"
 )
 
 // randomEvents draws n events over a pool of identifiers: each event has 1
@@ -243,6 +244,70 @@ func TestPropertyLimitsHold(t *testing.T) {
 					t.Fatalf("profile %s breaks the limits: %v", p, members)
 				}
 			}
+		})
+	}
+}
+
+// TestPropertyDedupMatchesOneByOne checks the chunk-wide dedup of
+// resolve.lua (each dedup key read and written once per chunk) against the
+// rule applied event by event: a message id is a duplicate when an earlier
+// event (in offset order) had it in the same bucket, or in the previous
+// bucket no more than a window before. Ids repeat a lot, times fall in
+// four buckets, some copies carry other times, a few shards make ids share
+// keys, and the events go in chunks of random sizes.
+func TestPropertyDedupMatchesOneByOne(t *testing.T) {
+	for seed := range uint64(6) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(seed, 11))
+			rules := DefaultRules()
+			rules.DedupWindow = time.Hour
+			rules.DedupShards = 1 + r.IntN(4)
+			f := newFixture(t)
+			g := f.graph("p", WithRules(rules), WithChunkSize(1+r.IntN(300)))
+			t0 := time.Unix(1_770_000_000/3600*3600, 0)
+			var batch []Input
+			type key struct {
+				msg string
+				idx int64
+			}
+			seen := map[key]int64{}
+			var want []bool
+			for i := range 600 {
+				at := t0.Add(time.Duration(r.IntN(4*3600)) * time.Second)
+				in := Input{MessageID: fmt.Sprintf("m%d", r.IntN(120)), Offset: int64(i), Time: at,
+					Identifiers: []Identifier{{TypeAnonymousID, fmt.Sprintf("a%d", r.IntN(50))}}}
+				batch = append(batch, in)
+				unix := at.Unix()
+				idx, rel := unix/3600, unix%3600
+				dup := false
+				if _, ok := seen[key{in.MessageID, idx}]; ok {
+					dup = true
+				} else {
+					seen[key{in.MessageID, idx}] = rel
+					if prev, ok := seen[key{in.MessageID, idx - 1}]; ok && rel <= prev {
+						dup = true
+					}
+				}
+				want = append(want, dup)
+			}
+			dups := 0
+			for start := 0; start < len(batch); {
+				end := min(len(batch), start+1+r.IntN(400))
+				res := f.resolve(g, batch[start:end]...)
+				for k, res := range res {
+					if res.Duplicate != want[start+k] {
+						t.Fatalf("event %d (%s at %v): duplicate %v, one by one %v", start+k, batch[start+k].MessageID, batch[start+k].Time, res.Duplicate, want[start+k])
+					}
+					if res.Duplicate {
+						dups++
+					}
+				}
+				start = end
+			}
+			if dups < 100 || dups > 500 {
+				t.Fatalf("%d duplicates of 600: the test does not exercise both outcomes", dups)
+			}
+			t.Logf("%d shards: %d of 600 events duplicates, as one by one", rules.DedupShards, dups)
 		})
 	}
 }

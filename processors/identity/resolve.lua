@@ -7,14 +7,27 @@
 -- so all of them, and the journal's (same hash tag), hash to one slot.
 --
 -- ARGV: the journal step header (or '-' and 9 blanks: not journaled), then
---       window, dedup ttl, initial buckets, load factor, space, dedup shards,
+--       dedup ttl, initial buckets, load factor, space,
 --       nlim, (code, limit) * nlim,
---       nev, per event: offset, kind;
---         kind 'Q' (decided before: a dead letter): receipt;
---         kind 'R': msg digest, dedup bucket, seconds into the bucket,
---         new profile id, extra (appended to the receipt), nids,
---         per identifier (priority order): digest, code, "code:value".
+--       ngroups, the chunk's message ids by dedup key, ordered by bucket
+--         then shard: per group: bucket, shard, count, then per id (in
+--         offset order): msg digest, seconds into the bucket, the event's
+--         position in the chunk (1-based);
+--       nev, per event: offset, nids;
+--         nids 0 (decided before: a dead letter): receipt;
+--         otherwise: what only the slow path reads, in one string: extra
+--         (appended to the receipt), new profile id, and per identifier
+--         "code", "code:value", all joined by \31; then nids digests, in
+--         priority order.
+-- Arguments cost Redis time each (an event whose identifiers are all
+-- known needs only the digests), hence the one string.
 -- Reply: one receipt per event (see decode in graph.go).
+--
+-- Every event costs Redis time on the one thread of the graph's shard, so
+-- the common paths are kept lean: an event whose identifiers are all known
+-- and in one profile takes a lookup per identifier (cached for the chunk)
+-- and no write; dedup reads and writes each dedup key once per chunk, for
+-- all of the chunk's ids in it, and sets a key's TTL only once.
 
 local journaled = ARGV[1] ~= '-'
 local i = 11
@@ -22,30 +35,15 @@ if journaled then i = J.begin(1, 1) end
 local meta = KEYS[5]
 local pre = string.sub(meta, 1, -2)
 local A = ARGV
-local W = tonumber(A[i])
-local ttl = tonumber(A[i + 1])
-local ib, il = A[i + 2], A[i + 3]
-local space = A[i + 4]
-local dshards = tonumber(A[i + 5])
-i = i + 6
+local ttl = A[i]
+local ib, il = A[i + 1], A[i + 2]
+local space = A[i + 3]
+i = i + 4
 local nlim = tonumber(A[i]); i = i + 1
 local limit, lcodes, lfields = {}, {}, {}
 for k = 1, nlim do
   limit[A[i]] = tonumber(A[i + 1]); lcodes[k] = A[i]; lfields[k] = '.c' .. A[i]
   i = i + 2
-end
-local nev = tonumber(A[i]); i = i + 1
-local evs = {}
-for e = 1, nev do
-  if A[i + 1] == 'Q' then
-    evs[e] = { off = A[i], decided = A[i + 2] }
-    i = i + 3
-  else
-    local n = tonumber(A[i + 7])
-    evs[e] = { off = A[i], md = A[i + 2], didx = tonumber(A[i + 3]), drel = tonumber(A[i + 4]),
-               ext = A[i + 5], extra = A[i + 6], n = n, i0 = i + 8 }
-    i = i + 8 + 3 * n
-  end
 end
 
 local m = redis.call('HMGET', meta, 'n0', 'f', 'l', 's', 'n', 'c', 'np', 'ni')
@@ -70,15 +68,20 @@ local function hv(d)
   local b1, b2, b3, b4 = string.byte(d, 1, 4)
   return ((b1 * 256 + b2) * 256 + b3) * 256 + b4
 end
+local mm = n0 * 2 ^ lvl -- buckets before this level's splits
+local bks = {} -- bucket number -> key, formatted once per call
 local function bkey(d)
   local h = hv(d)
-  local mm = n0 * 2 ^ lvl
   local b = h % mm
   if b < sp then b = h % (2 * mm) end
-  return pre .. 'b' .. string.format('%d', b)
+  local k = bks[b]
+  if not k then
+    k = pre .. 'b' .. string.format('%d', b)
+    bks[b] = k
+  end
+  return k
 end
 local function split()
-  local mm = n0 * 2 ^ lvl
   local oldk = pre .. 'b' .. sp
   local all = redis.call('HGETALL', oldk)
   local mv, del = {}, {}
@@ -92,7 +95,7 @@ local function split()
     callMany('HDEL', oldk, del)
   end
   sp = sp + 1
-  if sp >= mm then lvl = lvl + 1; sp = 0 end
+  if sp >= mm then lvl = lvl + 1; sp = 0; mm = n0 * 2 ^ lvl end
 end
 -- idc caches, for the duration of this call, the table entries read or
 -- written (false for a digest without one). The script is atomic and every
@@ -113,7 +116,7 @@ local function put(d, x)
   idc[d] = x
   if redis.call('HSET', bkey(d), d, x) == 1 then
     cnt = cnt + 1
-    while cnt > load * (n0 * 2 ^ lvl + sp) do split() end
+    while cnt > load * (mm + sp) do split() end
   end
 end
 
@@ -161,10 +164,42 @@ local function absorb(q, s, via)
   return rec
 end
 
-local function resolve(ev)
-  local base, n = ev.i0, ev.n
+-- split cuts s at every \31.
+local function split(s)
+  local t, p = {}, 1
+  while true do
+    local q = string.find(s, '\31', p, true)
+    if not q then
+      t[#t + 1] = string.sub(s, p)
+      return t
+    end
+    t[#t + 1] = string.sub(s, p, q - 1)
+    p = q + 1
+  end
+end
+
+-- resolve links one event's identifiers: their digests are A[base..] (n of
+-- them), and slow is the rest (see ARGV). It returns the receipt.
+local function resolve(base, n, slow)
+  -- The common case: every identifier known, all in one profile. Nothing
+  -- changes, and the general path below would say the same.
+  local q1 = idc[A[base]]
+  if q1 == nil then q1 = get(A[base]) end
+  if q1 then
+    local j = 2
+    while j <= n do
+      local d = A[base + j - 1]
+      local q = idc[d]
+      if q == nil then q = get(d) end
+      if q ~= q1 then break end
+      j = j + 1
+    end
+    if j > n then return 'P' .. q1 end
+  end
+  local F = split(slow)
+  local ext = F[2]
   local prof = {}
-  for j = 1, n do prof[j] = get(A[base + 3 * (j - 1)]) end
+  for j = 1, n do prof[j] = get(A[base + j - 1]) end
   local S, list = {}, {}
   local Sc = nil -- limited counts summed over list, computed when needed
   local newc, nnew = {}, 0
@@ -179,8 +214,7 @@ local function resolve(ev)
     end
   end
   for j = 1, n do
-    local x = base + 3 * (j - 1)
-    local code, mem = A[x + 1], A[x + 2]
+    local code, mem = F[2 * j + 1], F[2 * j + 2]
     local q = prof[j]
     if q then
       if S[q] then
@@ -236,11 +270,11 @@ local function resolve(ev)
   local recs = {}
   if #list == 0 then
     ctr = ctr + 1
-    local x, xd = ev.ext, extDigest(ev.ext)
+    local x, xd = ext, extDigest(ext)
     local k = 0
     while get(xd) do -- two profile ids collide: rare, resolved deterministically
       k = k + 1
-      x = ev.ext .. '-' .. k
+      x = ext .. '-' .. k
       xd = extDigest(x)
     end
     redis.call('HSET', pk(x), '.n', ctr, xd, '@:' .. x)
@@ -262,9 +296,9 @@ local function resolve(ev)
   local hs, inc = {}, {}
   for j = 1, n do
     if acc[j] and not prof[j] then
-      local x = base + 3 * (j - 1)
-      hs[#hs + 1] = A[x]; hs[#hs + 1] = A[x + 2]
-      inc[A[x + 1]] = (inc[A[x + 1]] or 0) + 1
+      local code = F[2 * j + 1]
+      hs[#hs + 1] = A[base + j - 1]; hs[#hs + 1] = F[2 * j + 2]
+      inc[code] = (inc[code] or 0) + 1
       inc['*'] = (inc['*'] or 0) + 1 -- all identifiers, for the size cap
     end
   end
@@ -282,45 +316,109 @@ local function resolve(ev)
   return blob
 end
 
-local out, expiring = {}, {}
+-- Dedup buckets by their index: the key prefixes of the bucket and the
+-- one before, the bucket's bitmap of shard keys whose TTL is set, and w:
+-- the ids this call wrote into the bucket, by the position of the writer.
+local buckets = {}
+local function bucket(idx)
+  local b = buckets[idx]
+  if not b then
+    local pidx = string.format('%d', tonumber(idx) - 1)
+    local ek = pre .. 'e' .. idx
+    b = { own = pre .. 'd' .. idx .. ':', prev = pre .. 'd' .. pidx .. ':', pidx = pidx,
+          ek = ek, bits = redis.call('GET', ek) or '', set = {}, w = {} }
+    buckets[idx] = b
+  end
+  return b
+end
+
+-- Dedup, for the whole chunk before any event is resolved (dedup state is
+-- its own, so the order does not change a result). An id is a duplicate
+-- if it was seen in its own bucket, or in the previous one at most a window
+-- earlier; "seen" means by an event before it in offset order, exactly as
+-- if the events were checked one by one: groups come bucket by bucket, so
+-- a previous bucket's writes of this chunk are in when a bucket reads it,
+-- and w tells the writes of later events apart. A copy carries the
+-- original's timestamp, so it almost always lands in its own bucket.
+local dupAt = {}
+local ng = tonumber(A[i]); i = i + 1
+for _ = 1, ng do
+  local idx, sh, c = A[i], A[i + 1], tonumber(A[i + 2])
+  i = i + 3
+  local b = buckets[idx] or bucket(idx)
+  local pb = buckets[b.pidx]
+  local dk = b.own .. sh
+  local f = {}
+  for k = 1, c do f[k] = A[i + 3 * k - 3] end
+  local cur = redis.call('HMGET', dk, unpack(f))
+  local prv = redis.call('HMGET', b.prev .. sh, unpack(f))
+  local hs, w = {}, b.w
+  for k = 1, c do
+    local x = i + 3 * k - 3
+    local md, pos = A[x], tonumber(A[x + 2])
+    if cur[k] or w[md] then
+      dupAt[pos] = true
+    else
+      w[md] = pos
+      hs[#hs + 1] = md; hs[#hs + 1] = A[x + 1]
+      local v = prv[k]
+      if v and tonumber(A[x + 1]) <= tonumber(v) then
+        local wp = pb and pb.w[md]
+        if not wp or wp < pos then dupAt[pos] = true end
+      end
+    end
+  end
+  if #hs > 0 then
+    redis.call('HSET', dk, unpack(hs))
+    -- A shard key expires 3 windows after its first write. The bucket's
+    -- bitmap remembers the keys that have their TTL, so that EXPIRE runs
+    -- once per key rather than per write; it is created with the first of
+    -- them, so it expires before any of them and never claims a TTL that
+    -- a live key lacks.
+    local s = tonumber(sh)
+    local byte = string.byte(b.bits, math.floor(s / 8) + 1) or 0
+    if bit.band(byte, bit.lshift(1, 7 - s % 8)) == 0 and not b.set[s] then
+      local first = b.bits == '' and next(b.set) == nil
+      redis.call('SETBIT', b.ek, s, 1)
+      if first then redis.call('EXPIRE', b.ek, ttl, 'NX') end
+      redis.call('EXPIRE', dk, ttl, 'NX')
+      b.set[s] = true
+    end
+  end
+  i = i + 3 * c
+end
+
+local nev = tonumber(A[i]); i = i + 1
+local out = {}
+-- The journal's receipts, appended here rather than through J.receipt: a
+-- function call per event is worth saving.
+local jf = journaled and J.fields
+local jn = jf and #jf
 for e = 1, nev do
-  local ev = evs[e]
-  local blob
-  if ev.decided then
+  local off, n, blob = A[i], tonumber(A[i + 1]), nil
+  if n == 0 then
     -- Decided before the graph was asked (undecodable, invalid, no usable
     -- identifier): journaled as it is, and no dedup mark is left, so a
     -- replay from the dead-letter topic after a fix is not a duplicate.
-    blob = ev.decided
+    blob = A[i + 2]
+    i = i + 3
   else
-    local dup = false
-    if ev.md ~= '' then
-      -- Own bucket first: a copy carries the original's timestamp, so it
-      -- almost always lands here and costs one call. Otherwise the previous
-      -- bucket: was the id seen at most W earlier?
-      -- The window's ids are spread over dshards small hashes by digest.
-      local b1, b2, b3 = string.byte(ev.md, 1, 3)
-      local shard = string.format(':%d', ((b1 * 256 + b2) * 256 + b3) % dshards)
-      local dk = pre .. 'd' .. string.format('%d', ev.didx) .. shard
-      if redis.call('HSETNX', dk, ev.md, ev.drel) == 0 then
-        dup = true
-      else
-        local v = redis.call('HGET', pre .. 'd' .. string.format('%d', ev.didx - 1) .. shard, ev.md)
-        if v and ev.drel <= tonumber(v) then dup = true end
-        if not expiring[dk] then
-          redis.call('EXPIRE', dk, ttl, 'NX')
-          expiring[dk] = true
-        end
-      end
-    end
-    if dup then
+    if dupAt[e] then
       blob = 'D'
     else
-      blob = resolve(ev)
-      if ev.extra ~= '' then blob = blob .. '\29' .. ev.extra end
+      local slow = A[i + 2]
+      blob = resolve(i + 3, n, slow)
+      if string.byte(slow, 1) ~= 31 then -- extra, rare
+        blob = blob .. '\29' .. string.sub(slow, 1, string.find(slow, '\31', 1, true) - 1)
+      end
     end
+    i = i + 3 + n
   end
   out[e] = blob
-  if journaled then J.receipt(ev.off, blob) end
+  if jf then
+    jf[jn + 1] = off; jf[jn + 2] = blob
+    jn = jn + 2
+  end
 end
 
 redis.call('HSET', meta, 'n0', n0, 'f', load, 'l', lvl, 's', sp, 'n', cnt, 'c', ctr, 'np', np, 'ni', ni)

@@ -72,10 +72,14 @@ type Rules struct {
 	// profile_size). Counted from when the graph first ran with this rule.
 	MaxIdentifiers int `yaml:"max_identifiers"`
 	// DedupShards splits each dedup window's message ids over this many
-	// small Redis hashes (by digest), so that no key grows large and no
-	// expiry frees a big one at once. Size it to about the events of one
-	// window divided by 2,000 (the default, 16,384, keeps keys at a few
-	// thousand fields up to about 30M events a window).
+	// Redis hashes (by digest), so that no key grows large and no expiry
+	// frees a big one at once. Size it to about the events of one window
+	// divided by 4,000: the default, 256, keeps keys at a few thousand
+	// fields up to 1M events a window. More shards than that cost
+	// throughput: a script call reads and writes each dedup key it touches
+	// once for all of its chunk's ids in it, and with many shards each key
+	// holds one or two of them (1,024 shards: about a fifth slower at the
+	// benchmark's volume, see doc.go).
 	DedupShards int `yaml:"dedup_shards"`
 }
 
@@ -83,7 +87,7 @@ type Rules struct {
 const DefaultMaxIdentifiers = 1000
 
 // DefaultDedupShards is the default number of dedup hashes per window.
-const DefaultDedupShards = 16384
+const DefaultDedupShards = 256
 
 // DefaultRules are Segment's defaults: one user_id, five emails and five
 // phones per profile, priority user_id > email > phone > device_id >

@@ -74,9 +74,9 @@ func TestProfileSizeCapStopsAFlood(t *testing.T) {
 		f.resolve(f.g, batch...)
 	}
 	growAnon("bot", DefaultMaxIdentifiers-1)
-	before := evalshaUsec(t, f)
+	before := evalshaUsec(t, f.rdb)
 	r = f.one("link-c-bot", "user_id=uc", "device_id=bot")
-	took := evalshaUsec(t, f) - before
+	took := evalshaUsec(t, f.rdb) - before
 	if r.ProfileID != c || len(r.Merges) != 1 || len(r.Merges[0].Moved) != DefaultMaxIdentifiers-1 {
 		t.Fatalf("merge of a profile of %d into one of 1: %+v", DefaultMaxIdentifiers-1, r)
 	}
