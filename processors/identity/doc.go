@@ -169,9 +169,10 @@
 //     (BenchmarkIdentityPipeline: 200k events, 6 partitions, 2 instances,
 //     the stack's Redis with appendfsync always): Redis is the limit, at
 //     13–19 µs of script time and 15–22 µs of Redis CPU per event, and the
-//     pipeline runs at 33k–47k events/s (medians of five 37k–38k, single
-//     Redis and Cluster alike, on a day when the machine ran everything
-//     about twice as slow as on others). Half of the script's time is
+//     pipeline runs at 33k–48k events/s (medians of five: 37k–42k single
+//     Redis, 37k Cluster, whose graph lives on one of its three nodes, on a
+//     day when the machine ran everything about twice as slow as on
+//     others). Half of the script's time is
 //     dedup; an event of a known customer otherwise costs a lookup per
 //     identifier, most of them cached for the chunk, and no write. What
 //     made the difference (from 30 µs of script time per event): EXPIRE

@@ -168,6 +168,26 @@ func openGraph(t testing.TB, s *stage) *identity.Graph {
 // waitConsumed waits until the group has committed the end of the raw topic.
 func (s *stage) waitConsumed(t testing.TB, timeout time.Duration) {
 	t.Helper()
+	s.waitConsumedFrom(t, timeout, 200*time.Millisecond)
+}
+
+// endOffsets sums the end offsets of the raw topic's partitions.
+func (s *stage) endOffsets(t testing.TB) int64 {
+	t.Helper()
+	ends, err := s.env.Admin(t).ListEndOffsets(testkit.Context(t), s.raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+	return n
+}
+
+// waitConsumedFrom is waitConsumed polling every poll; it returns when it
+// first saw offsets committed and how many records they covered, and when
+// it saw the whole topic committed.
+func (s *stage) waitConsumedFrom(t testing.TB, timeout, poll time.Duration) (first time.Time, firstRecords int64, last time.Time) {
+	t.Helper()
 	adm := s.env.Admin(t)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout+30*time.Second)
 	defer cancel()
@@ -178,20 +198,28 @@ func (s *stage) waitConsumed(t testing.TB, timeout time.Duration) {
 			t.Fatal(err)
 		}
 		committed, err := adm.FetchOffsets(ctx, s.group)
+		now := time.Now()
 		done := err == nil
+		var sum int64
 		ends.Each(func(o kadm.ListedOffset) {
 			c, ok := committed.Lookup(o.Topic, o.Partition)
 			if !ok || c.At < o.Offset {
 				done = false
 			}
+			if ok && c.At > 0 {
+				sum += c.At
+			}
 		})
-		if done {
-			return
+		if sum > 0 && first.IsZero() {
+			first, firstRecords = now, sum
 		}
-		if time.Now().After(deadline) {
+		if done {
+			return first, firstRecords, now
+		}
+		if now.After(deadline) {
 			t.Fatalf("the identity group did not consume %s within %s", s.raw, timeout)
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(poll)
 	}
 }
 
