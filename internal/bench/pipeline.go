@@ -412,6 +412,11 @@ func (p *Pipeline) Look(ctx context.Context, names []string) (Progress, error) {
 	}
 	for _, n := range names {
 		committed, err := p.adm.FetchOffsets(ctx, p.Group(n))
+		if errors.Is(err, kerr.GroupIDNotFound) {
+			// Not joined yet (a processor just started, slowly on a busy
+			// machine): it has committed nothing.
+			committed, err = nil, nil
+		}
 		if err != nil {
 			return pr, fmt.Errorf("fetching the offsets of %s: %w", p.Group(n), err)
 		}
