@@ -274,7 +274,7 @@ func TestMemoryPerIdentifier(t *testing.T) {
 
 // BenchmarkResolveTraffic resolves the pipeline benchmark's traffic
 // (generated, 20k persons, 200k events) straight through the graph, one
-// journaled chunk of 500 after the other, as one partition's task would,
+// journaled chunk of 1,000 after the other, as one partition's task would,
 // and reports Redis' script time and CPU per event: the graph's own cost,
 // without Kafka, decoding or other load on the machine.
 //
