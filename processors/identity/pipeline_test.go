@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
@@ -30,6 +31,7 @@ import (
 // running on them.
 type stage struct {
 	env                         *testkit.Env
+	rdb                         redis.UniversalClient // the graph's Redis
 	raw, resolved, merges, dlqT string
 	group                       string
 }
@@ -43,8 +45,7 @@ func newStageOn(t testing.TB, rawPartitions int32, redisURL string) *stage {
 	if redisURL != "" {
 		env.Services.RedisURL = redisURL
 	}
-	env.Redis(t) // the graph's keys go when the test ends
-	s := &stage{env: env, group: env.Services.TopicPrefix + "-identity"}
+	s := &stage{env: env, rdb: env.Redis(t), group: env.Services.TopicPrefix + "-identity"} // its keys go when the test ends
 	s.raw = env.Topic(t, "events.raw", rawPartitions)
 	s.resolved = env.Topic(t, "events.resolved", 4)
 	s.merges = env.Topic(t, "identity.merges", 2)

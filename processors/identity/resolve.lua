@@ -68,20 +68,15 @@ local function hv(d)
   local b1, b2, b3, b4 = string.byte(d, 1, 4)
   return ((b1 * 256 + b2) * 256 + b3) * 256 + b4
 end
-local mm = n0 * 2 ^ lvl -- buckets before this level's splits
-local bks = {} -- bucket number -> key, formatted once per call
 local function bkey(d)
   local h = hv(d)
+  local mm = n0 * 2 ^ lvl
   local b = h % mm
   if b < sp then b = h % (2 * mm) end
-  local k = bks[b]
-  if not k then
-    k = pre .. 'b' .. string.format('%d', b)
-    bks[b] = k
-  end
-  return k
+  return pre .. 'b' .. string.format('%d', b)
 end
 local function split()
+  local mm = n0 * 2 ^ lvl
   local oldk = pre .. 'b' .. sp
   local all = redis.call('HGETALL', oldk)
   local mv, del = {}, {}
@@ -95,7 +90,7 @@ local function split()
     callMany('HDEL', oldk, del)
   end
   sp = sp + 1
-  if sp >= mm then lvl = lvl + 1; sp = 0; mm = n0 * 2 ^ lvl end
+  if sp >= mm then lvl = lvl + 1; sp = 0 end
 end
 -- idc caches, for the duration of this call, the table entries read or
 -- written (false for a digest without one). The script is atomic and every
@@ -116,7 +111,7 @@ local function put(d, x)
   idc[d] = x
   if redis.call('HSET', bkey(d), d, x) == 1 then
     cnt = cnt + 1
-    while cnt > load * (mm + sp) do split() end
+    while cnt > load * (n0 * 2 ^ lvl + sp) do split() end
   end
 end
 
@@ -164,8 +159,8 @@ local function absorb(q, s, via)
   return rec
 end
 
--- split cuts s at every \31.
-local function split(s)
+-- fields cuts s at every \31.
+local function fields(s)
   local t, p = {}, 1
   while true do
     local q = string.find(s, '\31', p, true)
@@ -183,20 +178,13 @@ end
 local function resolve(base, n, slow)
   -- The common case: every identifier known, all in one profile. Nothing
   -- changes, and the general path below would say the same.
-  local q1 = idc[A[base]]
-  if q1 == nil then q1 = get(A[base]) end
+  local q1 = get(A[base])
   if q1 then
     local j = 2
-    while j <= n do
-      local d = A[base + j - 1]
-      local q = idc[d]
-      if q == nil then q = get(d) end
-      if q ~= q1 then break end
-      j = j + 1
-    end
+    while j <= n and get(A[base + j - 1]) == q1 do j = j + 1 end
     if j > n then return 'P' .. q1 end
   end
-  local F = split(slow)
+  local F = fields(slow)
   local ext = F[2]
   local prof = {}
   for j = 1, n do prof[j] = get(A[base + j - 1]) end
@@ -345,7 +333,7 @@ local ng = tonumber(A[i]); i = i + 1
 for _ = 1, ng do
   local idx, sh, c = A[i], A[i + 1], tonumber(A[i + 2])
   i = i + 3
-  local b = buckets[idx] or bucket(idx)
+  local b = bucket(idx)
   local pb = buckets[b.pidx]
   local dk = b.own .. sh
   local f = {}
@@ -390,10 +378,6 @@ end
 
 local nev = tonumber(A[i]); i = i + 1
 local out = {}
--- The journal's receipts, appended here rather than through J.receipt: a
--- function call per event is worth saving.
-local jf = journaled and J.fields
-local jn = jf and #jf
 for e = 1, nev do
   local off, n, blob = A[i], tonumber(A[i + 1]), nil
   if n == 0 then
@@ -415,10 +399,7 @@ for e = 1, nev do
     i = i + 3 + n
   end
   out[e] = blob
-  if jf then
-    jf[jn + 1] = off; jf[jn + 2] = blob
-    jn = jn + 2
-  end
+  if journaled then J.receipt(off, blob) end
 end
 
 redis.call('HSET', meta, 'n0', n0, 'f', load, 'l', lvl, 's', sp, 'n', cnt, 'c', ctr, 'np', np, 'ni', ni)
