@@ -282,6 +282,9 @@ func TestMemoryPerIdentifier(t *testing.T) {
 func BenchmarkResolveTraffic(b *testing.B) {
 	cfg := generate.DefaultConfig()
 	cfg.Persons, cfg.Events, cfg.Seed = 20000, 200000, 3
+	if n, _ := strconv.Atoi(os.Getenv("CDP_TRAFFIC_EVENTS")); n > 0 { // a smaller run, e.g. under valgrind
+		cfg.Persons, cfg.Events = max(n/10, 1), n
+	}
 	var inputs []Input
 	_, err := generate.Generate(context.Background(), cfg, generate.SinkFunc(func(_ context.Context, l []byte) error {
 		var e jsonEvent

@@ -105,7 +105,7 @@
 // The identifier table is spread over buckets by linear hashing: when the
 // table holds more than f (40) entries per bucket, the next bucket in turn
 // is split in two. Buckets so stay small enough for Redis' compact listpack
-// encoding (hash-max-listpack-entries, 128 by default) at any graph size,
+// encoding (hash-max-listpack-entries, 512 by default) at any graph size,
 // where one big hash would cost about 60 bytes more per identifier and
 // block Redis while rehashing.
 //

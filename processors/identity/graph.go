@@ -393,6 +393,9 @@ func (g *Graph) run(ctx context.Context, calls []call) ([]string, error) {
 	}
 }
 
+// noDigest holds the place of a digest (12 bytes) in an argument.
+var noDigest = make([]byte, 12)
+
 // dedupEntry is one message id of a chunk, placed in its dedup key.
 type dedupEntry struct {
 	idx        int64 // bucket: event time / window
@@ -461,7 +464,8 @@ func (g *Graph) args(header []any, batch []Input, prep []prepared) []any {
 		// the new profile's id, then each identifier's code and
 		// "code:value". Normalised values hold no control characters, and
 		// extra is JSON, so \x1f cannot occur in them.
-		slow = append(slow[:0], prep[i].extra...)
+		slow = append(slow[:0], noDigest...) // the new profile id's digest, below
+		slow = append(slow, prep[i].extra...)
 		slow = append(slow, 0x1f)
 		at := len(args) + 2
 		args = append(args, off, len(kept), nil)
@@ -474,7 +478,9 @@ func (g *Graph) args(header []any, batch []Input, prep []prepared) []any {
 				// A new profile is named after the creating event's
 				// highest-priority identifier: deterministic, so a rebuild
 				// from Kafka gives the profiles their old ids.
+				from := len(slow)
 				slow = b32.AppendEncode(slow, sum[12:22])
+				copy(slow, g.profileDigest(string(slow[from:])))
 			}
 			slow = append(append(append(append(slow, 0x1f), code...), 0x1f), code...)
 			slow = append(append(slow, ':'), id.Value...)

@@ -166,3 +166,22 @@ func canonical(groups map[string][]string) [][]string {
 	slices.SortFunc(out, func(a, b []string) int { return strings.Compare(a[0], b[0]) })
 	return out
 }
+
+// dedupMarks counts the message ids in a dedup key. It fails unless the
+// key is a hash table holding resolve.lua's sentinel field "~" (what keeps
+// it out of the listpack encoding), which it does not count.
+func dedupMarks(t testing.TB, ctx context.Context, rdb redis.UniversalClient, key string) int64 {
+	t.Helper()
+	n, err := rdb.HLen(ctx, key).Result()
+	if err != nil {
+		t.Fatalf("HLEN %s: %v", key, err)
+	}
+	enc, err := rdb.ObjectEncoding(ctx, key).Result()
+	if err != nil {
+		t.Fatalf("OBJECT ENCODING %s: %v", key, err)
+	}
+	if has, err := rdb.HExists(ctx, key, "~").Result(); err != nil || !has || enc != "hashtable" {
+		t.Fatalf("dedup key %s: encoding %s, sentinel %v (%v): want a hash table with the sentinel", key, enc, has, err)
+	}
+	return n - 1
+}

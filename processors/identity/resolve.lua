@@ -15,10 +15,11 @@
 --         position in the chunk (1-based);
 --       nev, per event: offset, nids;
 --         nids 0 (decided before: a dead letter): receipt;
---         otherwise: what only the slow path reads, in one string: extra
---         (appended to the receipt), new profile id, and per identifier
---         "code", "code:value", all joined by \31; then nids digests, in
---         priority order.
+--         otherwise: what only the slow path reads, in one string: the
+--         new profile id's digest (12 bytes), then extra (appended to the
+--         receipt), the new profile id, and per identifier "code",
+--         "code:value", all joined by \31; then nids digests, in priority
+--         order.
 -- Arguments cost Redis time each (an event whose identifiers are all
 -- known needs only the digests), hence the one string.
 -- Reply: one receipt per event (see decode in graph.go).
@@ -184,7 +185,7 @@ local function resolve(base, n, slow)
     while j <= n and get(A[base + j - 1]) == q1 do j = j + 1 end
     if j > n then return 'P' .. q1 end
   end
-  local F = fields(slow)
+  local F = fields(string.sub(slow, 13))
   local ext = F[2]
   local prof = {}
   for j = 1, n do prof[j] = get(A[base + j - 1]) end
@@ -258,7 +259,7 @@ local function resolve(base, n, slow)
   local recs = {}
   if #list == 0 then
     ctr = ctr + 1
-    local x, xd = ext, extDigest(ext)
+    local x, xd = ext, string.sub(slow, 1, 12)
     local k = 0
     while get(xd) do -- two profile ids collide: rare, resolved deterministically
       k = k + 1
@@ -328,36 +329,49 @@ end
 -- a previous bucket's writes of this chunk are in when a bucket reads it,
 -- and w tells the writes of later events apart. A copy carries the
 -- original's timestamp, so it almost always lands in its own bucket.
-local dupAt = {}
-local ng = tonumber(A[i]); i = i + 1
+-- num reads a count: most are one digit, and tonumber costs a string
+-- parse (about a microsecond) per call.
+local function num(s)
+  if #s == 1 then return string.byte(s) - 48 end
+  return tonumber(s)
+end
+
+-- Written into every new dedup key with its first ids: a value longer than
+-- hash-max-listpack-value (64) makes Redis keep the key as a hash table
+-- from the start. A listpack is scanned field by field, and dedup keys
+-- grow to hash-max-listpack-entries (512 by default) before Redis converts
+-- them: scanning them was a quarter of the script's time.
+local SENTINEL = 'a value over 64 bytes keeps this key a hash table, not a listpack'
+
+local dupS = {} -- positions (strings) of duplicates
+local fb, hs = {}, {} -- reused: a group's ids, and its HSET arguments
+local ng = num(A[i]); i = i + 1
 for _ = 1, ng do
-  local idx, sh, c = A[i], A[i + 1], tonumber(A[i + 2])
+  local idx, sh, c = A[i], A[i + 1], num(A[i + 2])
   i = i + 3
   local b = bucket(idx)
   local pb = buckets[b.pidx]
   local dk = b.own .. sh
-  local f = {}
-  for k = 1, c do f[k] = A[i + 3 * k - 3] end
-  local cur = redis.call('HMGET', dk, unpack(f))
-  local prv = redis.call('HMGET', b.prev .. sh, unpack(f))
-  local hs, w = {}, b.w
+  for k = 1, c do fb[k] = A[i + 3 * k - 3] end
+  local cur = redis.call('HMGET', dk, unpack(fb, 1, c))
+  local prv = redis.call('HMGET', b.prev .. sh, unpack(fb, 1, c))
+  local nh, w = 0, b.w
   for k = 1, c do
     local x = i + 3 * k - 3
-    local md, pos = A[x], tonumber(A[x + 2])
+    local md, pos = A[x], A[x + 2]
     if cur[k] or w[md] then
-      dupAt[pos] = true
+      dupS[pos] = true
     else
       w[md] = pos
-      hs[#hs + 1] = md; hs[#hs + 1] = A[x + 1]
+      hs[nh + 1] = md; hs[nh + 2] = A[x + 1]; nh = nh + 2
       local v = prv[k]
       if v and tonumber(A[x + 1]) <= tonumber(v) then
         local wp = pb and pb.w[md]
-        if not wp or wp < pos then dupAt[pos] = true end
+        if not wp or tonumber(wp) < tonumber(pos) then dupS[pos] = true end
       end
     end
   end
-  if #hs > 0 then
-    redis.call('HSET', dk, unpack(hs))
+  if nh > 0 then
     -- A shard key expires 3 windows after its first write. The bucket's
     -- bitmap remembers the keys that have their TTL, so that EXPIRE runs
     -- once per key rather than per write; it is created with the first of
@@ -365,7 +379,10 @@ for _ = 1, ng do
     -- a live key lacks.
     local s = tonumber(sh)
     local byte = string.byte(b.bits, math.floor(s / 8) + 1) or 0
-    if bit.band(byte, bit.lshift(1, 7 - s % 8)) == 0 and not b.set[s] then
+    local fresh = bit.band(byte, bit.lshift(1, 7 - s % 8)) == 0 and not b.set[s]
+    if fresh then hs[nh + 1] = '~'; hs[nh + 2] = SENTINEL; nh = nh + 2 end
+    redis.call('HSET', dk, unpack(hs, 1, nh))
+    if fresh then
       local first = b.bits == '' and next(b.set) == nil
       redis.call('SETBIT', b.ek, s, 1)
       if first then redis.call('EXPIRE', b.ek, ttl, 'NX') end
@@ -375,11 +392,13 @@ for _ = 1, ng do
   end
   i = i + 3 * c
 end
+local dupAt = {}
+for pos in pairs(dupS) do dupAt[tonumber(pos)] = true end
 
 local nev = tonumber(A[i]); i = i + 1
 local out = {}
 for e = 1, nev do
-  local off, n, blob = A[i], tonumber(A[i + 1]), nil
+  local off, n, blob = A[i], num(A[i + 1]), nil
   if n == 0 then
     -- Decided before the graph was asked (undecodable, invalid, no usable
     -- identifier): journaled as it is, and no dedup mark is left, so a
@@ -392,8 +411,8 @@ for e = 1, nev do
     else
       local slow = A[i + 2]
       blob = resolve(i + 3, n, slow)
-      if string.byte(slow, 1) ~= 31 then -- extra, rare
-        blob = blob .. '\29' .. string.sub(slow, 1, string.find(slow, '\31', 1, true) - 1)
+      if string.byte(slow, 13) ~= 31 then -- extra, rare
+        blob = blob .. '\29' .. string.sub(slow, 13, string.find(slow, '\31', 13, true) - 1)
       end
     end
     i = i + 3 + n
