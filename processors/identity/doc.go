@@ -89,8 +89,12 @@
 //	                  count per type, ".n" -> creation number
 //	d<N>:<S>   hash   dedup bucket N (event time / window), shard S of
 //	                  Rules.DedupShards (by the digest): 12-byte digest of
-//	                  the message id -> seconds into the bucket; expires 3
-//	                  windows after its first write
+//	                  the message id -> "<seconds into the bucket>:<the
+//	                  event's position in its chunk>" (older values: the
+//	                  seconds alone), and "~" -> a sentinel over 64 bytes
+//	                  that keeps the hash out of the listpack encoding,
+//	                  whose lookups scan every field; expires 3 windows
+//	                  after its first write
 //	e<N>       string bitmap of dedup bucket N: bit S is set once d<N>:<S>
 //	                  has its TTL, so EXPIRE runs once per key; created with
 //	                  the first of them and expiring 3 windows after, so

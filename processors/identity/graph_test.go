@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"reflect"
@@ -11,6 +12,7 @@ import (
 	"github.com/streamcdp/streamcdp/internal/dlq"
 	"github.com/streamcdp/streamcdp/internal/journal"
 	"github.com/streamcdp/streamcdp/internal/processing"
+	"github.com/streamcdp/streamcdp/internal/testkit"
 )
 
 func TestAnonymousBrowsingThenSignInMerges(t *testing.T) {
@@ -234,6 +236,42 @@ func TestDuplicates(t *testing.T) {
 		}
 		if r := at(c.msg, c.at); r.Duplicate != c.dup {
 			t.Fatalf("%s at %v after %v: duplicate %v, want %v", c.msg, c.at, c.first, r.Duplicate, c.dup)
+		}
+	}
+	// A mark written before marks kept the writer's position ("seconds"
+	// rather than "seconds:position") still counts, window included.
+	for _, c := range []struct {
+		msg string
+		at  time.Duration
+		dup bool
+	}{{"old1", 23 * time.Hour, true}, {"old2", 25 * time.Hour, false}} {
+		if r := at(c.msg, 0); r.Duplicate {
+			t.Fatalf("%s first: %+v", c.msg, r)
+		}
+		sum := sha256.Sum256([]byte(DefaultSpace + "\x00m:" + c.msg))
+		md := string(sum[:12])
+		keys, err := testkit.Keys(f.ctx, f.rdb, f.prefix+"{default}:d*")
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := 0
+		for _, k := range keys {
+			v, err := f.rdb.HGet(f.ctx, k, md).Result()
+			if err != nil {
+				continue
+			}
+			old, _, ok := strings.Cut(v, ":")
+			if !ok {
+				t.Fatalf("%s: mark %q, want seconds:position", c.msg, v)
+			}
+			f.rdb.HSet(f.ctx, k, md, old)
+			found++
+		}
+		if found != 1 {
+			t.Fatalf("%s: found %d marks, want 1", c.msg, found)
+		}
+		if r := at(c.msg, c.at); r.Duplicate != c.dup {
+			t.Fatalf("%s %v after an old-format mark: duplicate %v, want %v", c.msg, c.at, r.Duplicate, c.dup)
 		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -168,6 +170,26 @@ func checkConsistent(t *testing.T, ctx context.Context, g *Graph, ids []Identifi
 			}
 		}
 		total += len(members)
+		// The per-type counts the limits are checked against (".c<code>",
+		// ".c*" for all) must match the members.
+		want := map[string]string{}
+		for _, m := range members {
+			want[".c"+codeOf(m.Type)] = fmt.Sprint(atoiOr0(want[".c"+codeOf(m.Type)]) + 1)
+		}
+		want[".c*"] = fmt.Sprint(len(members))
+		raw, err := g.rdb.HGetAll(ctx, g.base+"p"+p).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for k, v := range raw {
+			if strings.HasPrefix(k, ".c") && v != "0" {
+				got[k] = v
+			}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("profile %s counts %v, its members %v", p, got, want)
+		}
 	}
 	st, err := g.Stats(ctx)
 	if err != nil {
@@ -310,4 +332,9 @@ func TestPropertyDedupMatchesOneByOne(t *testing.T) {
 			t.Logf("%d shards: %d of 600 events duplicates, as one by one", rules.DedupShards, dups)
 		})
 	}
+}
+
+func atoiOr0(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }

@@ -11,8 +11,10 @@
 --       nlim, (code, limit) * nlim,
 --       ngroups, the chunk's message ids by dedup key, ordered by bucket
 --         then shard: per group: bucket, shard, count, then per id (in
---         offset order): msg digest, seconds into the bucket, the event's
---         position in the chunk (1-based);
+--         offset order): msg digest, and "rel:pos": the seconds into the
+--         bucket and the event's position in the chunk (1-based), in one
+--         argument because every argument costs Redis time, and stored as
+--         they are as the id's value;
 --       nev, per event: offset, nids;
 --         nids 0 (decided before: a dead letter): receipt;
 --         otherwise: what only the slow path reads, in one string: the
@@ -255,18 +257,18 @@ local function resolve(base, n, slow)
     end
   end
 
-  local surv
+  local surv, xd
   local recs = {}
   if #list == 0 then
     ctr = ctr + 1
-    local x, xd = ext, string.sub(slow, 1, 12)
+    local x = ext
+    xd = string.sub(slow, 1, 12)
     local k = 0
     while get(xd) do -- two profile ids collide: rare, resolved deterministically
       k = k + 1
       x = ext .. '-' .. k
       xd = extDigest(x)
     end
-    redis.call('HSET', pk(x), '.n', ctr, xd, '@:' .. x)
     put(xd, x)
     surv = x
     np = np + 1
@@ -282,21 +284,38 @@ local function resolve(base, n, slow)
     for k = 2, #list do recs[#recs + 1] = absorb(list[k], surv, via[list[k]]) end
   end
 
-  local hs, inc = {}, {}
+  -- One HSET writes a new profile, its new identifiers and the counts
+  -- known here: all of a new profile's, and those of the limited types,
+  -- whose sum over the linked profiles Sc holds (absorb has moved them into
+  -- surv). The other counts are incremented.
+  local hs, inc, nnid = {}, {}, 0
+  if xd then hs[1] = '.n'; hs[2] = ctr; hs[3] = xd; hs[4] = '@:' .. surv end
+  local from = #hs + 1
   for j = 1, n do
     if acc[j] and not prof[j] then
       local code = F[2 * j + 1]
       hs[#hs + 1] = A[base + j - 1]; hs[#hs + 1] = F[2 * j + 2]
       inc[code] = (inc[code] or 0) + 1
       inc['*'] = (inc['*'] or 0) + 1 -- all identifiers, for the size cap
+      nnid = nnid + 1
+    end
+  end
+  local upto = #hs
+  local incr = {}
+  for c, v in pairs(inc) do
+    local have = (xd and 0) or (Sc and Sc[c])
+    if have then
+      hs[#hs + 1] = '.c' .. c; hs[#hs + 1] = have + v
+    else
+      incr[c] = v
     end
   end
   if #hs > 0 then
     local sk = pk(surv)
     callMany('HSET', sk, hs)
-    for k = 1, #hs, 2 do put(hs[k], surv) end
-    for c, v in pairs(inc) do redis.call('HINCRBY', sk, '.c' .. c, v) end
-    ni = ni + #hs / 2
+    for k = from, upto, 2 do put(hs[k], surv) end
+    for c, v in pairs(incr) do redis.call('HINCRBY', sk, '.c' .. c, v) end
+    ni = ni + nnid
   end
 
   local blob = 'P' .. surv
@@ -343,7 +362,18 @@ end
 -- them: scanning them was a quarter of the script's time.
 local SENTINEL = 'a value over 64 bytes keeps this key a hash table, not a listpack'
 
-local dupS = {} -- positions (strings) of duplicates
+-- part reads the seconds (n = 1) or the position (n = 2) of a "rel:pos"
+-- argument or dedup value (a value written before positions were kept is
+-- the seconds alone). Only duplicates and ids seen in the previous bucket
+-- need it, so the common path parses no number.
+local function part(rp, n)
+  local c = string.find(rp, ':', 1, true)
+  if not c then return tonumber(rp) end
+  if n == 1 then return tonumber(string.sub(rp, 1, c - 1)) end
+  return tonumber(string.sub(rp, c + 1))
+end
+
+local dupS = {} -- the "rel:pos" of duplicates
 local fb, hs = {}, {} -- reused: a group's ids, and its HSET arguments
 local ng = num(A[i]); i = i + 1
 for _ = 1, ng do
@@ -352,22 +382,22 @@ for _ = 1, ng do
   local b = bucket(idx)
   local pb = buckets[b.pidx]
   local dk = b.own .. sh
-  for k = 1, c do fb[k] = A[i + 3 * k - 3] end
+  for k = 1, c do fb[k] = A[i + 2 * k - 2] end
   local cur = redis.call('HMGET', dk, unpack(fb, 1, c))
   local prv = redis.call('HMGET', b.prev .. sh, unpack(fb, 1, c))
   local nh, w = 0, b.w
   for k = 1, c do
-    local x = i + 3 * k - 3
-    local md, pos = A[x], A[x + 2]
+    local x = i + 2 * k - 2
+    local md, rp = A[x], A[x + 1]
     if cur[k] or w[md] then
-      dupS[pos] = true
+      dupS[rp] = true
     else
-      w[md] = pos
-      hs[nh + 1] = md; hs[nh + 2] = A[x + 1]; nh = nh + 2
+      w[md] = rp
+      hs[nh + 1] = md; hs[nh + 2] = rp; nh = nh + 2
       local v = prv[k]
-      if v and tonumber(A[x + 1]) <= tonumber(v) then
+      if v and part(rp, 1) <= part(v, 1) then
         local wp = pb and pb.w[md]
-        if not wp or tonumber(wp) < tonumber(pos) then dupS[pos] = true end
+        if not wp or part(wp, 2) < part(rp, 2) then dupS[rp] = true end
       end
     end
   end
@@ -390,10 +420,10 @@ for _ = 1, ng do
       b.set[s] = true
     end
   end
-  i = i + 3 * c
+  i = i + 2 * c
 end
 local dupAt = {}
-for pos in pairs(dupS) do dupAt[tonumber(pos)] = true end
+for rp in pairs(dupS) do dupAt[part(rp, 2)] = true end
 
 local nev = tonumber(A[i]); i = i + 1
 local out = {}
