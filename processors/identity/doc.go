@@ -133,9 +133,9 @@
 //
 // One space's graph is bounded by one shard's memory and one Redis thread.
 // Measured on this project's 2-core machine: about 200 B per identifier with
-// its share of dedup (143 B of graph, 21–56 B per event of dedup kept for up
-// to three windows), 15–22 µs of Redis CPU per event with the stack's
-// append-only file (appendfsync always), so a shard serves 40k–60k events/s
+// its share of dedup (143 B of graph, 56–59 B per event of dedup kept for up
+// to three windows), 9–16 µs of Redis CPU per event with the stack's
+// append-only file (appendfsync always), so a shard serves 50k–65k events/s
 // and a 25 GB shard holds about 130 million identifiers with a day of dedup
 // at 10M events. More spaces (tenants, brands, regions) spread over shards
 // by their tags.
@@ -165,28 +165,32 @@
 //
 //   - memory, 100k identifiers in 20k profiles: identifier table 49 B and
 //     profiles 94 B per identifier, 143 B in all (716 B per profile of five
-//     identifiers); dedup 46 B per event in the window (57 B before the
-//     window was sharded); INFO used_memory
+//     identifiers); dedup 59 B per event in the window (hash tables from
+//     the first write; 21 B as listpacks, see below); INFO used_memory
 //     grew 187 B per identifier including the dedup entries of the 60k
 //     events that built the graph.
 //   - throughput, the processor end to end on generated traffic
 //     (BenchmarkIdentityPipeline: 200k events, 6 partitions, 2 instances,
 //     the stack's Redis with appendfsync always): Redis is the limit, at
-//     13–19 µs of script time and 15–22 µs of Redis CPU per event, and the
-//     pipeline runs at 33k–48k events/s (medians of five: 37k–42k single
-//     Redis, 37k Cluster, whose graph lives on one of its three nodes, on a
-//     day when the machine ran everything about twice as slow as on
-//     others). Half of the script's time is
-//     dedup; an event of a known customer otherwise costs a lookup per
-//     identifier, most of them cached for the chunk, and no write. What
-//     made the difference (from 30 µs of script time per event): EXPIRE
-//     once per dedup key instead of once per event (a third of the time),
-//     dedup read and written once per key and chunk, 256 dedup shards by
-//     default instead of 16,384, chunks of 1,000 events, and half as many
-//     script arguments. More shards are slower at this volume (1,024: about
-//     a fifth) and so are fewer (64: about a third; each key's listpack or
-//     hashtable gets long). BenchmarkResolveTraffic measures the script
-//     alone on the same traffic.
+//     8–12 µs of script time and 9–13 µs of Redis CPU per event, and the
+//     pipeline runs at 51k–65k events/s (medians of five: 57.5k single
+//     Redis, 55.3k Cluster, whose graph lives on one of its three nodes).
+//     The machine's speed varies from day to day: the code before the last
+//     changes below gave medians of 42k and 37k on a slow day and 55k and
+//     50k on the day of these numbers. An event of a known customer costs a
+//     lookup per identifier, most of them cached for the chunk, no write,
+//     and its share of dedup. What made the difference (from 30 µs of
+//     script time per event): EXPIRE once per dedup key instead of once per
+//     event (a third of the time), dedup read and written once per key and
+//     chunk, 256 dedup shards by default instead of 16,384, chunks of 1,000
+//     events, half as many script arguments, and dedup keys made hash
+//     tables from their first write (Redis keeps a hash of up to 512 short
+//     fields as a listpack searched field by field: a quarter of the
+//     instructions). More shards are slower at this volume (1,024: about a
+//     fifth). BenchmarkResolveTraffic measures the script alone on the same
+//     traffic; run under callgrind (CDP_TRAFFIC_EVENTS for a shorter run) it
+//     counts Redis' instructions per event, a measure the machine's noise
+//     does not move.
 //
 // # Dedup at volume
 //
@@ -194,8 +198,10 @@
 // key grows without bound and expiries free small keys one at a time (the
 // local stack runs Redis with lazyfree). Measured (TestDedupKeysStayBounded:
 // 1M events in 256 shards, largest shard 4,092 ids): 56 B per event at a few
-// thousand ids per shard; 21–46 B at a few hundred or fewer (Redis' compact
-// listpack below 128). A bucket is kept for up to three windows, so with
+// thousand ids per shard, 59 B at a few hundred. Keys are hash tables from
+// their first write; as listpacks they would take 21 B at a few hundred ids
+// but a scan of every field per lookup. A bucket is kept for up to three
+// windows, so with
 // the 24 h default window:
 //
 //	events/day   dedup_shards   ids per shard   memory
