@@ -276,9 +276,12 @@ func TestMemoryPerIdentifier(t *testing.T) {
 // (generated, 20k persons, 200k events) straight through the graph, one
 // journaled chunk of 1,000 after the other, as one partition's task would,
 // and reports Redis' script time and CPU per event: the graph's own cost,
-// without Kafka, decoding or other load on the machine.
+// without Kafka, decoding or other load on the machine. Under callgrind it
+// gives Redis' instructions per event, which the machine's noise does not
+// move (CDP_TRAFFIC_EVENTS makes the run shorter; divide by it):
 //
 //	go test -run ^$ -bench ResolveTraffic -benchtime 1x -count 3 ./processors/identity/
+//	scripts/redis-callgrind.sh -- env CDP_TRAFFIC_EVENTS=40000 go test -run ^$ -bench ResolveTraffic -benchtime 1x ./processors/identity/
 func BenchmarkResolveTraffic(b *testing.B) {
 	cfg := generate.DefaultConfig()
 	cfg.Persons, cfg.Events, cfg.Seed = 20000, 200000, 3
