@@ -30,6 +30,13 @@ type Serde struct {
 
 	writers atomic.Pointer[map[int]*writerSchema] // read lock-free on every decode
 
+	// done lists the registrations made, for appendHeader to find without
+	// the map: the map's key holds the whole schema text, which costs a
+	// hash of a few kilobytes per record, while comparing a caller's schema
+	// constant with the same constant is a pointer comparison. Replaced,
+	// never changed, under mu.
+	done atomic.Pointer[[]doneReg]
+
 	mu       sync.Mutex
 	fetching map[int]*flight[*writerSchema]
 	unknown  map[int]time.Time // ids the registry did not know, and when asked
@@ -38,6 +45,11 @@ type Serde struct {
 }
 
 type subjectKey struct{ subject, schema string }
+
+type doneReg struct {
+	topic, schema string
+	reg           *registered
+}
 
 type registered struct {
 	id    int
@@ -127,12 +139,16 @@ func (s *Serde) EncodeNative(ctx context.Context, topic, schema string, native a
 // appendHeader registers schema under topic's subject (once) and appends
 // the Confluent header with its id.
 func (s *Serde) appendHeader(ctx context.Context, dst []byte, topic, schema string) ([]byte, *registered, error) {
-	reg, err := s.register(ctx, Subject(topic), schema)
-	if err != nil {
-		return dst, nil, err
+	reg := s.lookupRegistered(topic, schema)
+	if reg == nil {
+		var err error
+		if reg, err = s.register(ctx, Subject(topic), schema); err != nil {
+			return dst, nil, err
+		}
+		s.rememberReg(topic, schema, reg)
 	}
 	start := len(dst)
-	dst, err = s.header.AppendEncode(dst, reg.id, nil)
+	dst, err := s.header.AppendEncode(dst, reg.id, nil)
 	if err != nil {
 		return dst[:start], nil, fmt.Errorf("writing Confluent header for schema id %d: %w", reg.id, err)
 	}
@@ -161,6 +177,41 @@ func (s *Serde) Register(ctx context.Context, topic, schema string) (int, error)
 		return 0, err
 	}
 	return reg.id, nil
+}
+
+// lookupRegistered returns the registration of schema under topic's subject if
+// appendHeader made it before, or nil.
+func (s *Serde) lookupRegistered(topic, schema string) *registered {
+	if d := s.done.Load(); d != nil {
+		for _, r := range *d {
+			if r.topic == topic && r.schema == schema {
+				return r.reg
+			}
+		}
+	}
+	return nil
+}
+
+// rememberReg adds a registration to done. A process writes a handful of
+// (topic, schema) pairs; past 64 the list stops growing and the others
+// go through the map.
+func (s *Serde) rememberReg(topic, schema string, reg *registered) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var list []doneReg
+	if d := s.done.Load(); d != nil {
+		list = *d
+	}
+	if len(list) >= 64 {
+		return
+	}
+	for _, r := range list {
+		if r.topic == topic && r.schema == schema {
+			return
+		}
+	}
+	list = append(list[:len(list):len(list)], doneReg{topic, schema, reg})
+	s.done.Store(&list)
 }
 
 func (s *Serde) register(ctx context.Context, subject, schema string) (*registered, error) {

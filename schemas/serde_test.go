@@ -299,3 +299,43 @@ func TestTransitiveLevelIsKept(t *testing.T) {
 		t.Fatalf("level changed to %v", lvl)
 	}
 }
+
+// TestEncodeRegistersEachSchemaOnce checks the registration cache of the
+// encoders: each (topic, schema) is registered once however often it is
+// written, and two schemas of one topic keep their own ids.
+func TestEncodeRegistersEachSchemaOnce(t *testing.T) {
+	reg, cl := fakeRegistry(t)
+	var posts atomic.Int64
+	reg.Intercept(func(_ http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/versions") {
+			posts.Add(1)
+		}
+		return false
+	})
+	const v1 = `{"type":"record","name":"Thing","fields":[{"name":"a","type":"string"}]}`
+	const v2 = `{"type":"record","name":"Thing","fields":[{"name":"a","type":"string"},{"name":"b","type":"long","default":0}]}`
+	s := schemas.NewSerde(cl)
+	ids := map[string]map[uint32]bool{v1: {}, v2: {}}
+	for i := range 10 {
+		schema, native := v1, map[string]any{"a": "x"}
+		if i%2 == 1 {
+			schema, native = v2, map[string]any{"a": "x", "b": int64(i)}
+		}
+		frame, err := s.EncodeNative(ctx(t), "sf.things", schema, native)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[schema][binary.BigEndian.Uint32(frame[1:5])] = true
+	}
+	if len(ids[v1]) != 1 || len(ids[v2]) != 1 {
+		t.Fatalf("schema ids in the frames: v1 %v, v2 %v: want one each", ids[v1], ids[v2])
+	}
+	for id := range ids[v1] {
+		if ids[v2][id] {
+			t.Fatalf("both schemas framed with id %d", id)
+		}
+	}
+	if n := posts.Load(); n != 2 {
+		t.Fatalf("%d registrations for two schemas written 10 times, want 2", n)
+	}
+}

@@ -398,9 +398,9 @@ var noDigest = make([]byte, 12)
 
 // dedupEntry is one message id of a chunk, placed in its dedup key.
 type dedupEntry struct {
-	idx     int64 // bucket: event time / window
-	shard   int
-	md, rel string // rel: seconds into the bucket ":" the event's 1-based position in the chunk
+	idx        int64  // bucket: event time / window
+	shard, pos int    // pos: the event's 1-based position in the chunk
+	md, rel    string // rel: seconds into the bucket ":" pos
 }
 
 // args builds the script arguments of one chunk (see resolve.lua).
@@ -426,14 +426,14 @@ func (g *Graph) args(header []any, batch []Input, prep []prepared) []any {
 		if unix < 0 && unix%g.window != 0 {
 			idx--
 		}
-		dd = append(dd, dedupEntry{idx: idx, md: string(sum[:12]),
+		dd = append(dd, dedupEntry{idx: idx, pos: i + 1, md: string(sum[:12]),
 			shard: int(uint32(sum[0])<<16|uint32(sum[1])<<8|uint32(sum[2])) % g.rules.DedupShards,
 			rel:   strconv.FormatInt(unix-idx*g.window, 10) + ":" + strconv.Itoa(i+1)})
 	}
 	// Grouped by dedup key, bucket by bucket, offset order within a key:
 	// the script reads and writes each key once (see resolve.lua).
-	slices.SortStableFunc(dd, func(a, b dedupEntry) int {
-		return cmp.Or(cmp.Compare(a.idx, b.idx), cmp.Compare(a.shard, b.shard))
+	slices.SortFunc(dd, func(a, b dedupEntry) int {
+		return cmp.Or(cmp.Compare(a.idx, b.idx), cmp.Compare(a.shard, b.shard), cmp.Compare(a.pos, b.pos))
 	})
 	groups := 0
 	at := len(args)
