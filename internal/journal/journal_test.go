@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamcdp/streamcdp/internal/journal"
@@ -228,4 +229,55 @@ func dumpKeys(t *testing.T, env *testkit.Env) map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// TestReceiptsRoundTrip journals a Replayer's receipts with J.receipt and
+// reads them back with Open, byte for byte.
+func TestReceiptsRoundTrip(t *testing.T) {
+	env := testkit.New(t)
+	rdb := env.Redis(t)
+	ctx := testkit.Context(t)
+	j := journal.New(rdb, env.RedisPrefix(), "receipts")
+	tp := processing.TopicPartition{Topic: "in", Partition: 0}
+	st, err := j.Open(ctx, tp, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := redis.NewScript(journal.Script(`
+local i = J.begin(1, 1)
+for k = i, #ARGV, 2 do J.receipt(ARGV[k], ARGV[k + 1]) end
+J.finish()
+return 1`))
+	steps := []map[int64]string{
+		{10: "P1\x1fa,b", 11: "", 12: "D", 13: "P2\x1e M\x1fx:y"},
+		{20: "has a \x00 NUL byte", 21: "P3"},
+		{30: "P4"},
+	}
+	for i, want := range steps {
+		s := &processing.Step{Kind: processing.StepRecords, Seq: int64(i + 1), PrevSeq: int64(i), Epoch: st.Epoch,
+			First: int64(10 * (i + 1)), Last: int64(10*(i+1) + len(want) - 1), Position: int64(10 * (i + 1))}
+		args := journal.StepArgs(s)
+		for off := s.First; off <= s.Last; off++ {
+			args = append(args, off, want[off])
+		}
+		if err := script.Run(ctx, rdb, j.Keys(tp), args...).Err(); err != nil {
+			t.Fatalf("step %d: %v", i+1, err)
+		}
+	}
+	reopened, err := j.Open(ctx, tp, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reopened.Pending) != len(steps) {
+		t.Fatalf("%d pending entries, want %d", len(reopened.Pending), len(steps))
+	}
+	for i, e := range reopened.Pending {
+		got := map[int64]string{}
+		for off, r := range e.Receipts {
+			got[off] = string(r)
+		}
+		if !reflect.DeepEqual(got, steps[i]) {
+			t.Errorf("step %d receipts %v, want %v", i+1, got, steps[i])
+		}
+	}
 }
