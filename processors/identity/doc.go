@@ -172,12 +172,13 @@
 //   - throughput, the processor end to end on generated traffic
 //     (BenchmarkIdentityPipeline: 200k events, 6 partitions, 2 instances,
 //     the stack's Redis with appendfsync always): Redis is the limit, at
-//     8–12 µs of script time and 9–13 µs of Redis CPU per event, and the
-//     pipeline runs at 51k–65k events/s (medians of five: 57.5k single
-//     Redis, 55.3k Cluster, whose graph lives on one of its three nodes).
-//     The machine's speed varies from day to day: the code before the last
-//     changes below gave medians of 42k and 37k on a slow day and 55k and
-//     50k on the day of these numbers. An event of a known customer costs a
+//     8–16 µs of script time and 9–18 µs of Redis CPU per event, as the
+//     machine's phase goes, and the pipeline runs at 40k–65k events/s:
+//     medians of five 48.7k–57.5k single Redis and 47.6k–55.3k Cluster
+//     (whose graph lives on one of its three nodes) in four series, 50.8k
+//     and 52.2k over all twenty runs: at the 50k target, not reliably
+//     above it. The code before the last changes below spends 12–25% more
+//     script time per event. An event of a known customer costs a
 //     lookup per identifier, most of them cached for the chunk, no write,
 //     and its share of dedup. What made the difference (from 30 µs of
 //     script time per event): EXPIRE once per dedup key instead of once per
@@ -191,6 +192,21 @@
 //     traffic; run under callgrind (CDP_TRAFFIC_EVENTS for a shorter run) it
 //     counts Redis' instructions per event, a measure the machine's noise
 //     does not move.
+//
+// # Dedup off the graph's shard (designed, not built)
+//
+// Dedup is 41% of the script's instructions and touches no graph key, so
+// it could run on another shard, in parallel with the graph, if it did not
+// need the graph step's journal. It does not need it if a mark records the
+// position of its writer (partition and offset) rather than only its time:
+// an event is a duplicate when its id is marked by another position, and a
+// replay after a crash finds its own mark and decides the same. A separate
+// script would then check and mark a chunk's ids (in their own slot, or one
+// slot per group of dedup shards) before the graph script runs without
+// them; a zombie writer marks what the new owner would mark, the same
+// positions. Costs: a second call per chunk, marks a few bytes longer, and
+// on single Redis no gain; on a Cluster the graph's node would lose about
+// 40% of its work.
 //
 // # Dedup at volume
 //
