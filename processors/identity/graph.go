@@ -398,9 +398,9 @@ var noDigest = make([]byte, 12)
 
 // dedupEntry is one message id of a chunk, placed in its dedup key.
 type dedupEntry struct {
-	idx        int64  // bucket: event time / window
-	shard, pos int    // pos: the event's 1-based position in the chunk
-	md, rel    string // rel: seconds into the bucket ":" pos
+	idx, rel   int64 // bucket (event time / window) and seconds into it
+	shard, pos int   // pos: the event's 1-based position in the chunk
+	md         string
 }
 
 // args builds the script arguments of one chunk (see resolve.lua).
@@ -428,7 +428,7 @@ func (g *Graph) args(header []any, batch []Input, prep []prepared) []any {
 		}
 		dd = append(dd, dedupEntry{idx: idx, pos: i + 1, md: string(sum[:12]),
 			shard: int(uint32(sum[0])<<16|uint32(sum[1])<<8|uint32(sum[2])) % g.rules.DedupShards,
-			rel:   strconv.FormatInt(unix-idx*g.window, 10) + ":" + strconv.Itoa(i+1)})
+			rel:   unix - idx*g.window})
 	}
 	// Grouped by dedup key, bucket by bucket, offset order within a key:
 	// the script reads and writes each key once (see resolve.lua).
@@ -445,7 +445,7 @@ func (g *Graph) args(header []any, batch []Input, prep []prepared) []any {
 		}
 		args = append(args, strconv.FormatInt(dd[k].idx, 10), strconv.Itoa(dd[k].shard), e-k)
 		for _, d := range dd[k:e] {
-			args = append(args, d.md, d.rel)
+			args = append(args, d.md, strconv.FormatInt(d.rel, 10)+":"+strconv.Itoa(d.pos))
 		}
 		groups++
 		k = e

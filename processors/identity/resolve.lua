@@ -340,14 +340,6 @@ local function bucket(idx)
   return b
 end
 
--- Dedup, for the whole chunk before any event is resolved (dedup state is
--- its own, so the order does not change a result). An id is a duplicate
--- if it was seen in its own bucket, or in the previous one at most a window
--- earlier; "seen" means by an event before it in offset order, exactly as
--- if the events were checked one by one: groups come bucket by bucket, so
--- a previous bucket's writes of this chunk are in when a bucket reads it,
--- and w tells the writes of later events apart. A copy carries the
--- original's timestamp, so it almost always lands in its own bucket.
 -- num reads a count: most are one digit, and tonumber costs a string
 -- parse (about a microsecond) per call.
 local function num(s)
@@ -373,6 +365,14 @@ local function part(rp, n)
   return tonumber(string.sub(rp, c + 1))
 end
 
+-- Dedup, for the whole chunk before any event is resolved (dedup state is
+-- its own, so the order does not change a result). An id is a duplicate
+-- if it was seen in its own bucket, or in the previous one at most a window
+-- earlier; "seen" means by an event before it in offset order, exactly as
+-- if the events were checked one by one: groups come bucket by bucket, so
+-- a previous bucket's writes of this chunk are in when a bucket reads it,
+-- and w tells the writes of later events apart. A copy carries the
+-- original's timestamp, so it almost always lands in its own bucket.
 local dupS = {} -- the "rel:pos" of duplicates
 local fb, hs = {}, {} -- reused: a group's ids, and its HSET arguments
 local ng = num(A[i]); i = i + 1
