@@ -286,6 +286,32 @@ func (g *Graph) ResolveJournaled(ctx context.Context, batch []Input, step StepFu
 var noJournal = []any{"-", "", "", "", "", "", "", "", "", ""}
 
 func (g *Graph) resolve(ctx context.Context, batch []Input, step StepFunc) ([]Result, error) {
+	b, err := g.Prepare(batch, step)
+	if err != nil || b == nil {
+		return nil, err
+	}
+	return g.Apply(ctx, b)
+}
+
+// Batch is a batch of events prepared for the graph (Prepare): normalised,
+// ranked and encoded as script calls, with their journal steps taken.
+type Batch struct {
+	inputs []Input
+	prep   []prepared
+	calls  []call
+}
+
+// Len is the number of events in the batch.
+func (b *Batch) Len() int { return len(b.inputs) }
+
+// Prepare does a Resolve's work that needs no Redis: it normalises and
+// ranks each input's identifiers, decides the events left with none, and
+// builds one script call per chunk, taking the chunk's journal step from
+// step (nil: not journaled). Apply sends the calls. The two are apart so
+// that a caller can prepare its next batch while Redis works on the one
+// before (the identity task does); batches of one journal must be applied
+// in the order they were prepared. A nil batch (no inputs) needs no Apply.
+func (g *Graph) Prepare(batch []Input, step StepFunc) (*Batch, error) {
 	if len(batch) == 0 {
 		return nil, nil
 	}
@@ -314,7 +340,7 @@ func (g *Graph) resolve(ctx context.Context, batch []Input, step StepFunc) ([]Re
 			p.extra = string(rejectionJSON(p.rejected))
 		}
 	}
-	var calls []call
+	b := &Batch{inputs: batch, prep: prep}
 	for start := 0; start < len(batch); start += g.chunk {
 		end := min(start+g.chunk, len(batch))
 		c := call{keys: g.noJournalKeys(), header: noJournal}
@@ -323,25 +349,35 @@ func (g *Graph) resolve(ctx context.Context, batch []Input, step StepFunc) ([]Re
 			c.keys = append(c.keys[:4:4], g.meta)
 		}
 		c.args = g.args(c.header, batch[start:end], prep[start:end])
-		calls = append(calls, c)
+		b.calls = append(b.calls, c)
 	}
-	replies, err := g.run(ctx, calls)
+	return b, nil
+}
+
+// Apply sends a prepared batch's script calls, in one pipeline, and returns
+// one Result per input, in order. When it returns an error, some of the
+// calls may have been applied (see ResolveJournaled).
+func (g *Graph) Apply(ctx context.Context, b *Batch) ([]Result, error) {
+	replies, err := g.run(ctx, b.calls)
 	if err != nil {
 		return nil, err
 	}
-	results := make([]Result, len(batch))
-	for i := range batch {
-		r, err := g.decode(replies[i], batch[i].MessageID, batch[i].Time)
+	results := make([]Result, len(b.inputs))
+	for i, in := range b.inputs {
+		r, err := g.decode(replies[i], in.MessageID, in.Time)
 		if err != nil {
-			return nil, fmt.Errorf("identity: decoding the result of offset %d: %w", batch[i].Offset, err)
+			return nil, fmt.Errorf("identity: decoding the result of offset %d: %w", in.Offset, err)
 		}
-		if r.DeadLetter != nil && batch[i].Decided == "" {
-			r.Rejected = prep[i].rejected // why no identifier survived
+		if r.DeadLetter != nil && in.Decided == "" {
+			r.Rejected = b.prep[i].rejected // why no identifier survived
 		}
 		results[i] = r
 	}
 	return results, nil
 }
+
+// ChunkSize is how many events one script call resolves (WithChunkSize).
+func (g *Graph) ChunkSize() int { return g.chunk }
 
 type call struct {
 	keys   []string

@@ -16,7 +16,13 @@ import (
 // committed the whole topic. Reports events/s.
 //
 //	go test -run ^$ -bench 'IdentityPipeline$' -benchtime 1x -count 5 ./processors/identity/
-func BenchmarkIdentityPipeline(b *testing.B) { benchIdentityPipeline(b, "") }
+func BenchmarkIdentityPipeline(b *testing.B) { benchIdentityPipeline(b, "", 2) }
+
+// BenchmarkIdentityPipelineOneInstance is the same with one instance of the
+// processor: what a single process gets through.
+//
+//	go test -run ^$ -bench IdentityPipelineOneInstance -benchtime 1x -count 5 ./processors/identity/
+func BenchmarkIdentityPipelineOneInstance(b *testing.B) { benchIdentityPipeline(b, "", 1) }
 
 // BenchmarkIdentityPipelineCluster is the same with the identity graph on
 // a Redis Cluster of three redis-server processes (started once, with the
@@ -25,10 +31,10 @@ func BenchmarkIdentityPipeline(b *testing.B) { benchIdentityPipeline(b, "") }
 //
 //	go test -run ^$ -bench IdentityPipelineCluster -benchtime 1x -count 5 ./processors/identity/
 func BenchmarkIdentityPipelineCluster(b *testing.B) {
-	benchIdentityPipeline(b, testkit.StartRedisClusterWith(b, 3, "--appendonly", "yes", "--appendfsync", "always").URL())
+	benchIdentityPipeline(b, testkit.StartRedisClusterWith(b, 3, "--appendonly", "yes", "--appendfsync", "always").URL(), 2)
 }
 
-func benchIdentityPipeline(b *testing.B, redisURL string) {
+func benchIdentityPipeline(b *testing.B, redisURL string, instances int) {
 	for range b.N {
 		b.StopTimer()
 		s := newStageOn(b, 6, redisURL)
@@ -42,7 +48,7 @@ func benchIdentityPipeline(b *testing.B, redisURL string) {
 		}
 		b.StartTimer()
 		start := time.Now()
-		_, stop := s.start(b, 2)
+		_, stop := s.start(b, instances)
 		first, firstRecords, last := s.waitConsumedFrom(b, 5*time.Minute, 50*time.Millisecond)
 		elapsed := last.Sub(start)
 		b.StopTimer()

@@ -58,6 +58,9 @@ type Processor struct {
 	rejections *prometheus.CounterVec
 	merges     prometheus.Counter
 	now        func() time.Time
+	// emitHook, for tests, runs before each record's outputs are emitted;
+	// an error fails the Process call there.
+	emitHook func(offset int64) error
 }
 
 // NewProcessor wires the stage. m provides the dropped counter; the
@@ -170,9 +173,87 @@ func (t *task) Close(processing.CloseReason)                        {}
 // decision journaled with the graph's changes. Decode and validation
 // failures become dead letters; a registry or Redis outage returns a
 // transient error so the records come again after a backoff.
+//
+// The records go to the graph in chunks (Graph.ChunkSize), one script call
+// each, and the task works on its side of the neighbouring chunks while
+// Redis runs one: it decodes and prepares chunk i+1 during chunk i's call,
+// and encodes chunk i's outputs during chunk i+1's. The calls themselves
+// stay one after another, in offset order, as the journal's chain needs.
+// Redis is the stage's limit, and without the overlap it would wait for
+// the client's share of every poll.
 func (t *task) Process(ctx context.Context, tc *processing.TaskContext, recs []*kgo.Record) error {
 	p := t.p
 	now := p.now()
+	size := p.graph.ChunkSize()
+	type flight struct {
+		recs    []*kgo.Record
+		events  []schemas.Event
+		results []Result
+		err     error
+		done    chan struct{}
+	}
+	var inFlight *flight
+	// wait ends the call in flight: its results, or its error.
+	wait := func() (*flight, error) {
+		f := inFlight
+		inFlight = nil
+		if f == nil {
+			return nil, nil
+		}
+		<-f.done
+		if f.err != nil {
+			return nil, fmt.Errorf("resolving identities of %s from offset %d: %w", t.tp, f.recs[0].Offset, f.err)
+		}
+		return f, nil
+	}
+	emit := func(f *flight) error {
+		for i, res := range f.results {
+			if p.emitHook != nil {
+				if err := p.emitHook(f.recs[i].Offset); err != nil {
+					return err
+				}
+			}
+			if err := p.emit(ctx, tc, f.recs[i], &f.events[i], res, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for start := 0; start < len(recs); start += size {
+		part := recs[start:min(start+size, len(recs))]
+		events, b, err := t.prepare(ctx, tc, part)
+		if err != nil {
+			_, _ = wait() // nothing may be in flight when Process returns
+			return err
+		}
+		done, err := wait()
+		if err != nil {
+			return err
+		}
+		f := &flight{recs: part, events: events, done: make(chan struct{})}
+		inFlight = f
+		go func() {
+			defer close(f.done)
+			f.results, f.err = p.graph.Apply(ctx, b)
+		}()
+		if done != nil {
+			if err := emit(done); err != nil {
+				_, _ = wait()
+				return err
+			}
+		}
+	}
+	last, err := wait()
+	if err != nil {
+		return err
+	}
+	return emit(last)
+}
+
+// prepare decodes and validates a chunk of records and prepares them for
+// the graph, taking the chunk's journal step.
+func (t *task) prepare(ctx context.Context, tc *processing.TaskContext, recs []*kgo.Record) ([]schemas.Event, *Batch, error) {
+	p := t.p
 	inputs := make([]Input, len(recs))
 	events := make([]schemas.Event, len(recs))
 	for i, rec := range recs {
@@ -180,7 +261,7 @@ func (t *task) Process(ctx context.Context, tc *processing.TaskContext, recs []*
 		inputs[i].Offset = rec.Offset
 		if err := p.serde.DecodeInto(ctx, rec.Value, ev); err != nil {
 			if schemas.IsTransient(err) {
-				return processing.Transient(fmt.Errorf("decoding %s@%d: %w", t.tp, rec.Offset, err))
+				return nil, nil, processing.Transient(fmt.Errorf("decoding %s@%d: %w", t.tp, rec.Offset, err))
 			}
 			inputs[i].Decided = DeadLetterReceipt(dlq.FailureOf(dlq.StageDecode, err))
 			continue
@@ -194,18 +275,13 @@ func (t *task) Process(ctx context.Context, tc *processing.TaskContext, recs []*
 		inputs[i].Time = ev.EventTime(rec.Timestamp)
 	}
 	j := p.journal
-	results, err := p.graph.ResolveJournaled(ctx, inputs, func(first, last int64) ([]string, []any) {
+	b, err := p.graph.Prepare(inputs, func(first, last int64) ([]string, []any) {
 		return j.Keys(t.tp), journal.StepArgs(tc.BeginStep(first, last))
 	})
 	if err != nil {
-		return fmt.Errorf("resolving identities of %s from offset %d: %w", t.tp, recs[0].Offset, err)
+		return nil, nil, fmt.Errorf("resolving identities of %s from offset %d: %w", t.tp, recs[0].Offset, err)
 	}
-	for i, res := range results {
-		if err := p.emit(ctx, tc, recs[i], &events[i], res, now); err != nil {
-			return err
-		}
-	}
-	return nil
+	return events, b, nil
 }
 
 // Replay implements processing.Replayer: the outputs of a record whose
