@@ -152,50 +152,83 @@ func BenchmarkResolve(b *testing.B) {
 }
 
 // redisCPU returns the CPU time Redis has used, in nanoseconds, read from
-// /proc; -1 when Redis does not run on this machine.
+// /proc (on a Cluster, of all its masters together); -1 when Redis does not
+// run on this machine.
 func redisCPU(tb testing.TB, rdb redis.UniversalClient) int64 {
 	tb.Helper()
-	info, err := rdb.Info(context.Background(), "server").Result()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var pid string
-	for _, line := range strings.Split(info, "\r\n") {
-		if v, ok := strings.CutPrefix(line, "process_id:"); ok {
-			pid = v
+	var sum int64
+	eachNode(tb, rdb, func(c *redis.Client) {
+		info, err := c.Info(context.Background(), "server").Result()
+		if err != nil {
+			tb.Fatal(err)
 		}
-	}
-	stat, err := os.ReadFile("/proc/" + pid + "/stat")
-	if pid == "" || err != nil {
-		return -1
-	}
-	// Fields after the command name (which is in parentheses): utime and
-	// stime are the 12th and 13th, in clock ticks of 10 ms.
-	rest := string(stat[strings.LastIndexByte(string(stat), ')')+2:])
-	fields := strings.Fields(rest)
-	ut, _ := strconv.ParseInt(fields[11], 10, 64)
-	st, _ := strconv.ParseInt(fields[12], 10, 64)
-	return (ut + st) * 10_000_000
+		var pid string
+		for _, line := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(line, "process_id:"); ok {
+				pid = v
+			}
+		}
+		stat, err := os.ReadFile("/proc/" + pid + "/stat")
+		if pid == "" || err != nil || sum < 0 {
+			sum = -1
+			return
+		}
+		// Fields after the command name (which is in parentheses): utime and
+		// stime are the 12th and 13th, in clock ticks of 10 ms.
+		rest := string(stat[strings.LastIndexByte(string(stat), ')')+2:])
+		fields := strings.Fields(rest)
+		ut, _ := strconv.ParseInt(fields[11], 10, 64)
+		st, _ := strconv.ParseInt(fields[12], 10, 64)
+		sum += (ut + st) * 10_000_000
+	})
+	return sum
 }
 
-// evalshaUsec reads the microseconds Redis has spent in EVALSHA.
+// evalshaUsec reads the microseconds Redis has spent in EVALSHA (on a
+// Cluster, summed over its masters: the graph's node has them all).
 func evalshaUsec(tb testing.TB, rdb redis.UniversalClient) int64 {
 	tb.Helper()
-	info, err := rdb.Info(context.Background(), "commandstats").Result()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, line := range strings.Split(info, "\r\n") {
-		if rest, ok := strings.CutPrefix(line, "cmdstat_evalsha:"); ok {
-			for _, kv := range strings.Split(rest, ",") {
-				if v, ok := strings.CutPrefix(kv, "usec="); ok {
-					n, _ := strconv.ParseInt(v, 10, 64)
-					return n
+	var sum int64
+	eachNode(tb, rdb, func(c *redis.Client) {
+		info, err := c.Info(context.Background(), "commandstats").Result()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for _, line := range strings.Split(info, "\r\n") {
+			if rest, ok := strings.CutPrefix(line, "cmdstat_evalsha:"); ok {
+				for _, kv := range strings.Split(rest, ",") {
+					if v, ok := strings.CutPrefix(kv, "usec="); ok {
+						n, _ := strconv.ParseInt(v, 10, 64)
+						sum += n
+					}
 				}
 			}
 		}
+	})
+	return sum
+}
+
+// eachNode calls f with the client of every Redis behind rdb: itself, or
+// each master of a Cluster, one after the other.
+func eachNode(tb testing.TB, rdb redis.UniversalClient, f func(*redis.Client)) {
+	tb.Helper()
+	switch c := rdb.(type) {
+	case *redis.Client:
+		f(c)
+	case *redis.ClusterClient:
+		var mu sync.Mutex
+		err := c.ForEachMaster(context.Background(), func(_ context.Context, n *redis.Client) error {
+			mu.Lock()
+			defer mu.Unlock()
+			f(n)
+			return nil
+		})
+		if err != nil {
+			tb.Fatal(err)
+		}
+	default:
+		tb.Fatalf("no Redis node behind a %T", rdb)
 	}
-	return 0
 }
 
 // memoryUsage sums MEMORY USAGE of the keys under prefix whose suffix (after
