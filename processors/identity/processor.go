@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -234,6 +235,11 @@ func (t *task) Process(ctx context.Context, tc *processing.TaskContext, recs []*
 		inFlight = f
 		go func() {
 			defer close(f.done)
+			defer func() { // as the runtime does for Process itself
+				if v := recover(); v != nil {
+					f.err = fmt.Errorf("panic: %v\n%s", v, debug.Stack())
+				}
+			}()
 			f.results, f.err = p.graph.Apply(ctx, b)
 		}()
 		if done != nil {
