@@ -171,16 +171,23 @@
 //     events that built the graph.
 //   - throughput, the processor end to end on generated traffic
 //     (BenchmarkIdentityPipeline: 200k events, 6 partitions, 2 instances,
-//     the stack's Redis with appendfsync always): Redis is the limit, at
-//     8–16 µs of script time and 9–18 µs of Redis CPU per event, as the
-//     machine's phase goes, and the pipeline runs at 40k–65k events/s:
-//     medians of five 48.7k–57.5k single Redis and 47.6k–55.3k Cluster
-//     (whose graph lives on one of its three nodes) in four series, 50.8k
-//     and 52.2k over all twenty runs: at the 50k target, not reliably
-//     above it. The code before the last changes below spends 12–25% more
-//     script time per event. An event of a known customer costs a
-//     lookup per identifier, most of them cached for the chunk, no write,
-//     and its share of dedup. What made the difference (from 30 µs of
+//     the stack's Redis with appendfsync always): 40k–73k events/s in
+//     single runs, as the machine's phase goes (8–17 µs of script time per
+//     event for the same work). Medians of five, in six series each
+//     (stop 19): single Redis 68.8k, 59.3k, 55.3k, 51.1k, 50.7k and 48.6k;
+//     Cluster (whose graph lives on one of its three nodes) 57.0k, 54.4k,
+//     49.3k, 48.2k, 47.0k and 45.1k: at the 50k target, not reliably above
+//     it on the Cluster. A task overlaps its own work with the script call
+//     in flight (Process): it decodes and prepares the next chunk, and
+//     encodes the last chunk's outputs, while Redis runs a chunk. With one
+//     instance that took the pipeline from 38k–53k to 51k–60k events/s
+//     (alternating runs); with two, whose calls already overlapped each
+//     other, the gain is within the noise. Redis' CPU is then 60–75% busy:
+//     what is left is the time no call is queued (a poll's first chunk
+//     being prepared, commits) and fsync. The script code before stop 18
+//     spends 12–25% more script time per event. An event of a known
+//     customer costs a lookup per identifier, most of them cached for the
+//     chunk, no write, and its share of dedup. What made the difference (from 30 µs of
 //     script time per event): EXPIRE once per dedup key instead of once per
 //     event (a third of the time), dedup read and written once per key and
 //     chunk, 256 dedup shards by default instead of 16,384, chunks of 1,000
