@@ -301,9 +301,6 @@ type Batch struct {
 	calls  []call
 }
 
-// Len is the number of events in the batch.
-func (b *Batch) Len() int { return len(b.inputs) }
-
 // Prepare does a Resolve's work that needs no Redis: it normalises and
 // ranks each input's identifiers, decides the events left with none, and
 // builds one script call per chunk, taking the chunk's journal step from
