@@ -323,6 +323,7 @@ func TestMemoryPerIdentifier(t *testing.T) {
 // same way but leaves the previous bucket empty, so the two runs differ by
 // that alone.
 func BenchmarkResolveTraffic(b *testing.B) {
+	b.StopTimer() // generating the traffic is not timed
 	cfg := generate.DefaultConfig()
 	cfg.Persons, cfg.Events, cfg.Seed = 20000, 200000, 3
 	if n, _ := strconv.Atoi(os.Getenv("CDP_TRAFFIC_EVENTS")); n > 0 { // a smaller run, e.g. under valgrind
