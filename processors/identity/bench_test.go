@@ -157,7 +157,7 @@ func BenchmarkResolve(b *testing.B) {
 func redisCPU(tb testing.TB, rdb redis.UniversalClient) int64 {
 	tb.Helper()
 	var sum int64
-	eachNode(tb, rdb, func(c *redis.Client) {
+	for _, c := range nodes(tb, rdb) {
 		info, err := c.Info(context.Background(), "server").Result()
 		if err != nil {
 			tb.Fatal(err)
@@ -169,9 +169,8 @@ func redisCPU(tb testing.TB, rdb redis.UniversalClient) int64 {
 			}
 		}
 		stat, err := os.ReadFile("/proc/" + pid + "/stat")
-		if pid == "" || err != nil || sum < 0 {
-			sum = -1
-			return
+		if pid == "" || err != nil {
+			return -1
 		}
 		// Fields after the command name (which is in parentheses): utime and
 		// stime are the 12th and 13th, in clock ticks of 10 ms.
@@ -180,7 +179,7 @@ func redisCPU(tb testing.TB, rdb redis.UniversalClient) int64 {
 		ut, _ := strconv.ParseInt(fields[11], 10, 64)
 		st, _ := strconv.ParseInt(fields[12], 10, 64)
 		sum += (ut + st) * 10_000_000
-	})
+	}
 	return sum
 }
 
@@ -189,7 +188,7 @@ func redisCPU(tb testing.TB, rdb redis.UniversalClient) int64 {
 func evalshaUsec(tb testing.TB, rdb redis.UniversalClient) int64 {
 	tb.Helper()
 	var sum int64
-	eachNode(tb, rdb, func(c *redis.Client) {
+	for _, c := range nodes(tb, rdb) {
 		info, err := c.Info(context.Background(), "commandstats").Result()
 		if err != nil {
 			tb.Fatal(err)
@@ -204,31 +203,33 @@ func evalshaUsec(tb testing.TB, rdb redis.UniversalClient) int64 {
 				}
 			}
 		}
-	})
+	}
 	return sum
 }
 
-// eachNode calls f with the client of every Redis behind rdb: itself, or
-// each master of a Cluster, one after the other.
-func eachNode(tb testing.TB, rdb redis.UniversalClient, f func(*redis.Client)) {
+// nodes returns the client of every Redis behind rdb: itself, or each
+// master of a Cluster.
+func nodes(tb testing.TB, rdb redis.UniversalClient) []*redis.Client {
 	tb.Helper()
 	switch c := rdb.(type) {
 	case *redis.Client:
-		f(c)
+		return []*redis.Client{c}
 	case *redis.ClusterClient:
 		var mu sync.Mutex
+		var out []*redis.Client
 		err := c.ForEachMaster(context.Background(), func(_ context.Context, n *redis.Client) error {
-			mu.Lock()
-			defer mu.Unlock()
-			f(n)
+			mu.Lock() // called on several goroutines at once
+			out = append(out, n)
+			mu.Unlock()
 			return nil
 		})
 		if err != nil {
 			tb.Fatal(err)
 		}
-	default:
-		tb.Fatalf("no Redis node behind a %T", rdb)
+		return out
 	}
+	tb.Fatalf("no Redis node behind a %T", rdb)
+	return nil
 }
 
 // memoryUsage sums MEMORY USAGE of the keys under prefix whose suffix (after

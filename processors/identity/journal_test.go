@@ -235,15 +235,7 @@ func TestRedisLosingItsLastWritesIsRepaired(t *testing.T) {
 	s.waitConsumed(t, 2*time.Minute)
 	stop()
 
-	resolved := s.resolvedByMessage(t)
-	if len(resolved) != truth.Counts.Valid {
-		t.Errorf("resolved %d messages, want %d", len(resolved), truth.Counts.Valid)
-	}
-	for id, ps := range resolved {
-		if len(ps) != 1 {
-			t.Fatalf("message %s resolved %d times", id, len(ps))
-		}
-	}
+	s.resolvedEachOnce(t, truth)
 	a, b := grouping(t, refProc.Graph(), truth), grouping(t, proc.Graph(), truth)
 	differ := 0
 	for k, p := range a {
@@ -353,15 +345,7 @@ func failureWithAChunkInFlight(t *testing.T, panics bool) {
 	if panics && replayed < 1000 {
 		t.Errorf("%.0f records replayed from the journal, want at least the failed chunk's 1000", replayed)
 	}
-	resolved := s.resolvedByMessage(t)
-	if len(resolved) != truth.Counts.Valid {
-		t.Errorf("resolved %d distinct messages, truth has %d valid", len(resolved), truth.Counts.Valid)
-	}
-	for id, ps := range resolved {
-		if len(ps) != 1 {
-			t.Fatalf("message %s resolved %d times", id, len(ps))
-		}
-	}
+	s.resolvedEachOnce(t, truth)
 	if n := len(s.deadLetters(t)); n != truth.Counts.Invalid {
 		t.Errorf("%d dead letters, truth has %d invalid lines", n, truth.Counts.Invalid)
 	}

@@ -125,15 +125,7 @@ func TestRedisOutagePausesWithoutLoss(t *testing.T) {
 	s.waitConsumed(t, time.Minute)
 	stop()
 
-	resolved := s.resolvedByMessage(t)
-	if len(resolved) != truth.Counts.Valid {
-		t.Errorf("resolved %d messages, want %d", len(resolved), truth.Counts.Valid)
-	}
-	for id, ps := range resolved {
-		if len(ps) != 1 {
-			t.Fatalf("message %s resolved %d times", id, len(ps))
-		}
-	}
+	s.resolvedEachOnce(t, truth)
 	p, r := pairwise(grouping(t, procs[0].Graph(), truth), truth)
 	if p < 0.99 || r < 0.99 {
 		t.Errorf("after the outage: precision %.4f recall %.4f", p, r)

@@ -252,6 +252,23 @@ func (s *stage) resolvedByMessage(t testing.TB) map[string][]string {
 	return out
 }
 
+// resolvedEachOnce reads the resolved topic and fails the test unless it
+// holds each of the truth's valid messages exactly once; it returns what
+// resolvedByMessage does.
+func (s *stage) resolvedEachOnce(t testing.TB, truth *generate.Truth) map[string][]string {
+	t.Helper()
+	resolved := s.resolvedByMessage(t)
+	if len(resolved) != truth.Counts.Valid {
+		t.Errorf("resolved %d distinct messages, truth has %d valid", len(resolved), truth.Counts.Valid)
+	}
+	for id, ps := range resolved {
+		if len(ps) != 1 {
+			t.Fatalf("message %s resolved %d times", id, len(ps))
+		}
+	}
+	return resolved
+}
+
 // grouping maps each truth identifier ("type:value") to the profile it
 // resolves to now.
 func grouping(t testing.TB, g *identity.Graph, truth *generate.Truth) map[string]string {
@@ -361,15 +378,7 @@ func pipelineMatchesTruth(t *testing.T, redisURL string) {
 	stop()
 
 	// Every valid message exactly once; nothing else.
-	resolved := four.resolvedByMessage(t)
-	if len(resolved) != truth.Counts.Valid {
-		t.Errorf("resolved %d distinct messages, truth has %d valid", len(resolved), truth.Counts.Valid)
-	}
-	for id, ps := range resolved {
-		if len(ps) != 1 {
-			t.Fatalf("message %s resolved %d times", id, len(ps))
-		}
-	}
+	resolved := four.resolvedEachOnce(t, truth)
 	for _, iv := range truth.InvalidEvents {
 		if _, ok := resolved[iv.MessageID]; ok {
 			t.Errorf("invalid event %s (%s) was resolved", iv.MessageID, iv.Reason)
