@@ -99,9 +99,13 @@ type IdentitySpec struct {
 	// MaxIdentifiers caps one profile's identifiers of all types together
 	// (default 1000; 0: no cap).
 	MaxIdentifiers *int `yaml:"max_identifiers"`
-	// DedupShards is how many Redis hashes one dedup window is spread over
-	// (default 256: a few thousand ids per hash up to 1M events a window).
-	DedupShards int `yaml:"dedup_shards"`
+	// DedupKeyIDs is the average of message ids per dedup key at which a
+	// window's keys split (default 2000; a key holds up to about twice it).
+	DedupKeyIDs int `yaml:"dedup_key_ids"`
+	// DedupShards is the shard count the graph's dedup ran with before its
+	// keys split by themselves (stops 17-19; default 256): those keys are
+	// read until they expire. 0: the graph never ran that layout.
+	DedupShards *int `yaml:"dedup_shards"`
 	// Custom identifiers are taken from event fields.
 	Custom []CustomIdentifierSpec `yaml:"custom"`
 }

@@ -29,8 +29,11 @@ func FromSpec(s topology.IdentitySpec) (Rules, []CustomIdentifier, string, error
 	}
 	r.Blocked = s.Blocked
 	r.DefaultRegion = s.DefaultRegion
-	if s.DedupShards != 0 {
-		r.DedupShards = s.DedupShards
+	if s.DedupShards != nil {
+		r.DedupShards = *s.DedupShards
+	}
+	if s.DedupKeyIDs != 0 {
+		r.DedupKeyIDs = s.DedupKeyIDs
 	}
 	if s.MaxIdentifiers != nil {
 		r.MaxIdentifiers = *s.MaxIdentifiers

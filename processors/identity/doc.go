@@ -87,18 +87,20 @@
 //	p<id>      hash   a live profile: digest -> "code:value" for each
 //	                  identifier and "@:<id>" for each alias, ".c<code>" ->
 //	                  count per type, ".n" -> creation number
-//	d<N>:<S>   hash   dedup bucket N (event time / window), shard S of
-//	                  Rules.DedupShards (by the digest): 12-byte digest of
-//	                  the message id -> "<seconds into the bucket>:<the
+//	g<N>       hash   dedup bucket N (event time / window): l level, s
+//	                  split pointer, n message ids, x expiry (Unix ms);
+//	                  created with the bucket's first write, and it and
+//	                  all of the bucket's keys expire at x, 3 windows later
+//	h<N>:<H>   hash   dedup key of bucket N holding the message ids whose
+//	                  digest's first 24 bits (h) start at H: 12-byte digest
+//	                  of the message id -> "<seconds into the bucket>:<the
 //	                  event's position in its chunk>" (older values: the
 //	                  seconds alone), and "~" -> a sentinel over 64 bytes
 //	                  that keeps the hash out of the listpack encoding,
-//	                  whose lookups scan every field; expires 3 windows
-//	                  after its first write
-//	e<N>       string bitmap of dedup bucket N: bit S is set once d<N>:<S>
-//	                  has its TTL, so EXPIRE runs once per key; created with
-//	                  the first of them and expiring 3 windows after, so
-//	                  before any of the keys it describes
+//	                  whose lookups scan every field
+//	d<N>:<S>, e<N>    the fixed dedup layout of stops 17-19 (shard S = h
+//	                  mod Rules.DedupShards, and a bitmap): no longer
+//	                  written, still read while e<N> lives (Dedup at volume)
 //	j:identity:<topic>:<partition>:{m,x,w,s}
 //	                  the partition's journal (internal/journal): epoch,
 //	                  applied offset, receipts not yet committed
@@ -133,7 +135,7 @@
 //
 // One space's graph is bounded by one shard's memory and one Redis thread.
 // Measured on this project's 2-core machine: about 200 B per identifier with
-// its share of dedup (143 B of graph, 56–59 B per event of dedup kept for up
+// its share of dedup (143 B of graph, 69 B per event of dedup kept for up
 // to three windows), 9–16 µs of Redis CPU per event with the stack's
 // append-only file (appendfsync always), so a shard serves 50k–65k events/s
 // and a 25 GB shard holds about 130 million identifiers with a day of dedup
@@ -221,22 +223,33 @@
 //
 // # Dedup at volume
 //
-// A window's message ids are spread over Rules.DedupShards hashes, so no
-// key grows without bound and expiries free small keys one at a time (the
-// local stack runs Redis with lazyfree). Measured (TestDedupKeysStayBounded:
-// 1M events in 256 shards, largest shard 4,092 ids): 56 B per event at a few
-// thousand ids per shard, 59 B at a few hundred. Keys are hash tables from
-// their first write; as listpacks they would take 21 B at a few hundred ids
-// but a scan of every field per lookup. A bucket is kept for up to three
-// windows, so with
-// the 24 h default window:
+// A bucket spreads its message ids over keys by linear hashing on h, the
+// top 24 bits of their digest (resolve.lua): at level l with split pointer
+// s it has 2^l + s keys, and when it holds more than Rules.DedupKeyIDs
+// (2,000) ids per key on average, key s splits in two, its upper half of
+// ids moving to a new key. So a key holds about 2,000 to 4,000 ids at any
+// volume, and expiries free small keys one at a time (the local stack runs
+// Redis with lazyfree). A key is named by its lowest h, so that a chunk's
+// ids, sorted by digest, fall into each key as one run: one HMGET and one
+// HSET per key a chunk touches. A bucket starts with the layout its
+// predecessor reached, and at least 16 keys: a split moves ids (about 8k
+// instructions of Redis per id moved, callgrind), and traffic changes
+// little from one window to the next. Before stop 20 a window had a fixed
+// 256 keys (Rules.DedupShards): a chunk then touched about 250 of them at
+// any volume, and its calls were a third of the script's time. The new
+// layout takes 12% fewer Redis instructions per event on the benchmark's
+// traffic (40k events under callgrind: 1.63G against 1.86G in the script).
+// An upgraded graph still reads the old keys of a bucket while its bitmap
+// e<N> lives (TestDedupReadsTheFixedLayoutOfBefore), so an upgrade forgets
+// no id. Measured (TestDedupKeysStayBounded: 1M events of one window):
+// 500 keys, the largest holding 4,031 ids, 69 B per event. A bucket is kept
+// for up to three windows, so with the 24 h default window:
 //
-//	events/day   dedup_shards   ids per shard   memory
-//	1M           256 (default)  3,900           ~170 MB
-//	100M         65,536         1,500           ~17 GB
-//	1B           500,000        2,000           ~170 GB: more than one shard
-//	                                            holds; shorten the window
-//	                                            (dedup_window: 1h is 24x less)
+//	events/day   dedup keys   memory
+//	1M           500          ~210 MB
+//	100M         50,000       ~21 GB
+//	1B           500,000      ~210 GB: more than one shard holds; shorten
+//	                          the window (dedup_window: 1h is 24x less)
 //
 // # Persistence
 //

@@ -201,7 +201,7 @@ func NewGraph(rdb redis.UniversalClient, opts ...Option) (*Graph, error) {
 	// Dedup buckets are one window wide and an event looks into its own and
 	// the previous one, so a bucket is needed for two windows after its
 	// first event; the third covers consumer lag.
-	g.header = []any{3 * g.window, o.buckets, o.load, g.space}
+	g.header = []any{3 * g.window, o.buckets, o.load, g.space, g.rules.DedupKeyIDs, g.rules.DedupShards}
 	codes := make([]string, 0, len(c.limit))
 	for code := range c.limit {
 		codes = append(codes, code)
@@ -429,11 +429,11 @@ func (g *Graph) run(ctx context.Context, calls []call) ([]string, error) {
 // noDigest holds the place of a digest (12 bytes) in an argument.
 var noDigest = make([]byte, 12)
 
-// dedupEntry is one message id of a chunk, placed in its dedup key.
+// dedupEntry is one message id of a chunk, in its dedup bucket.
 type dedupEntry struct {
-	idx, rel   int64 // bucket (event time / window) and seconds into it
-	shard, pos int   // pos: the event's 1-based position in the chunk
-	md         string
+	idx, rel int64 // bucket (event time / window) and seconds into it
+	pos      int   // the event's 1-based position in the chunk
+	md       string
 }
 
 // args builds the script arguments of one chunk (see resolve.lua).
@@ -459,24 +459,23 @@ func (g *Graph) args(header []any, batch []Input, prep []prepared) []any {
 		if unix < 0 && unix%g.window != 0 {
 			idx--
 		}
-		dd = append(dd, dedupEntry{idx: idx, pos: i + 1, md: string(sum[:12]),
-			shard: int(uint32(sum[0])<<16|uint32(sum[1])<<8|uint32(sum[2])) % g.rules.DedupShards,
-			rel:   unix - idx*g.window})
+		dd = append(dd, dedupEntry{idx: idx, pos: i + 1, md: string(sum[:12]), rel: unix - idx*g.window})
 	}
-	// Grouped by dedup key, bucket by bucket, offset order within a key:
-	// the script reads and writes each key once (see resolve.lua).
+	// Grouped by bucket, by digest within a bucket (a dedup key holds a
+	// range of digests, so the script reads and writes each key once),
+	// offset order for copies of one id: see resolve.lua.
 	slices.SortFunc(dd, func(a, b dedupEntry) int {
-		return cmp.Or(cmp.Compare(a.idx, b.idx), cmp.Compare(a.shard, b.shard), cmp.Compare(a.pos, b.pos))
+		return cmp.Or(cmp.Compare(a.idx, b.idx), strings.Compare(a.md, b.md), cmp.Compare(a.pos, b.pos))
 	})
 	groups := 0
 	at := len(args)
 	args = append(args, nil)
 	for k := 0; k < len(dd); {
 		e := k
-		for e < len(dd) && dd[e].idx == dd[k].idx && dd[e].shard == dd[k].shard {
+		for e < len(dd) && dd[e].idx == dd[k].idx {
 			e++
 		}
-		args = append(args, strconv.FormatInt(dd[k].idx, 10), strconv.Itoa(dd[k].shard), e-k)
+		args = append(args, strconv.FormatInt(dd[k].idx, 10), e-k)
 		for _, d := range dd[k:e] {
 			args = append(args, d.md, strconv.FormatInt(d.rel, 10)+":"+strconv.Itoa(d.pos))
 		}

@@ -250,7 +250,7 @@ func TestDuplicates(t *testing.T) {
 		}
 		sum := sha256.Sum256([]byte(DefaultSpace + "\x00m:" + c.msg))
 		md := string(sum[:12])
-		keys, err := testkit.Keys(f.ctx, f.rdb, f.prefix+"{default}:d*")
+		keys, err := testkit.Keys(f.ctx, f.rdb, f.prefix+"{default}:h*")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -273,6 +273,64 @@ func TestDuplicates(t *testing.T) {
 		if r := at(c.msg, c.at); r.Duplicate != c.dup {
 			t.Fatalf("%s %v after an old-format mark: duplicate %v, want %v", c.msg, c.at, r.Duplicate, c.dup)
 		}
+	}
+}
+
+// TestDedupReadsTheFixedLayoutOfBefore: ids marked by the fixed dedup
+// layout of stops 17-19 (d<N>:<h mod DedupShards>, with the bucket's bitmap
+// e<N>) are still found after the upgrade, in an event's own bucket and in
+// the one before, for as long as the bucket's bitmap lives; with
+// DedupShards 0 (never ran it) they are not read.
+func TestDedupReadsTheFixedLayoutOfBefore(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		shards int
+		bitmap bool
+		mark   time.Duration // the legacy mark's time, from the copy's bucket start
+		dup    bool
+	}{
+		{"own bucket", 256, true, time.Hour, true},
+		{"previous bucket, within the window", 256, true, -time.Hour, true},
+		{"previous bucket, over a window before", 256, true, -23 * time.Hour, false},
+		{"16,384 shards", 16384, true, time.Hour, true},
+		{"bitmap expired", 256, false, time.Hour, false},
+		{"no legacy layout", 0, true, time.Hour, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rules := DefaultRules()
+			rules.DedupShards = c.shards
+			f := newFixture(t, WithRules(rules))
+			win := f.g.window
+			start := f.t0.Unix() / win * win // the copy's bucket
+			markAt := start + int64(c.mark/time.Second)
+			idx := markAt / win
+			if markAt < 0 {
+				t.Fatal("negative time")
+			}
+			sum := sha256.Sum256([]byte(DefaultSpace + "\x00m:legacy"))
+			md := string(sum[:12])
+			h := int(sum[0])<<16 | int(sum[1])<<8 | int(sum[2])
+			pre := f.prefix + "{default}:"
+			key := fmt.Sprintf("%sd%d:%d", pre, idx, h%max(c.shards, 256))
+			val := fmt.Sprintf("%d:1", markAt-idx*win)
+			if err := f.rdb.HSet(f.ctx, key, md, val, "~", strings.Repeat("x", 70)).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if c.bitmap {
+				if err := f.rdb.SetBit(f.ctx, fmt.Sprintf("%se%d", pre, idx), int64(h%max(c.shards, 256)), 1).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			in := f.ev("legacy", "user_id=u1")
+			in.Time = time.Unix(start+2*3600, 0)
+			if r := f.resolve(f.g, in)[0]; r.Duplicate != c.dup {
+				t.Fatalf("a copy 2h into the bucket of a legacy mark at %v: duplicate %v, want %v", c.mark, r.Duplicate, c.dup)
+			}
+			// New marks go to the new layout only.
+			if n := f.rdb.HLen(f.ctx, key).Val(); n != 2 {
+				t.Errorf("the legacy key holds %d fields, want its 2", n)
+			}
+		})
 	}
 }
 
@@ -418,12 +476,14 @@ func TestDeadLetterDecisionsAreJournaledAndLeaveNoDedupMark(t *testing.T) {
 	if res[2].ProfileID == "" {
 		t.Errorf("good event not resolved: %+v", res[2])
 	}
+	marks := int64(0)
 	for k := range dump(t, f.rdb, f.prefix) {
-		if strings.HasPrefix(k, "{default}:d") {
-			if n := dedupMarks(t, f.ctx, f.rdb, f.prefix+k); n != 1 {
-				t.Errorf("dedup bucket %s holds %d marks, want 1 (only the resolved event's)", k, n)
-			}
+		if strings.HasPrefix(k, "{default}:h") {
+			marks += dedupMarks(t, f.ctx, f.rdb, f.prefix+k)
 		}
+	}
+	if marks != 1 {
+		t.Errorf("the dedup keys hold %d marks, want 1 (only the resolved event's)", marks)
 	}
 	st, err := js.j.Open(f.ctx, js.tp, 0)
 	if err != nil {

@@ -185,3 +185,87 @@ func dedupMarks(t testing.TB, ctx context.Context, rdb redis.UniversalClient, ke
 	}
 	return n - 1
 }
+
+// checkDedupLayout checks every dedup bucket under a graph's key prefix
+// pre ("...{space}:") against the linear hashing of resolve.lua: the keys
+// h<N>:<start> are exactly those that level l and split pointer s name,
+// each a hash table with the sentinel, holding only ids whose first 24
+// digest bits fall in its range, n ids in all, and every key expiring at
+// the bucket's instant x. It returns the number of keys and the largest
+// key's ids.
+func checkDedupLayout(t testing.TB, ctx context.Context, rdb redis.UniversalClient, pre string) (keys int, largest int64) {
+	t.Helper()
+	states, err := testkit.Keys(ctx, rdb, pre+"g*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(states) == 0 {
+		t.Fatalf("no dedup bucket under %s", pre)
+	}
+	for _, g := range states {
+		idx := strings.TrimPrefix(g, pre+"g")
+		st, err := rdb.HMGet(ctx, g, "l", "s", "n", "x").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var l, s, n, x int64
+		for i, p := range []*int64{&l, &s, &n, &x} {
+			v, ok := st[i].(string)
+			if !ok {
+				t.Fatalf("%s: field %d missing: %v", g, i, st)
+			}
+			fmt.Sscan(v, p)
+		}
+		if at := rdb.PExpireTime(ctx, g).Val(); at.Milliseconds() != x {
+			t.Errorf("%s expires at %v, want %d", g, at, x)
+		}
+		width := int64(1<<24) >> l
+		want := map[string][2]int64{} // key -> first h, width
+		for a := range int64(1) << l {
+			if a < s {
+				want[fmt.Sprint(a*width)] = [2]int64{a * width, width / 2}
+				want[fmt.Sprint(a*width+width/2)] = [2]int64{a*width + width/2, width / 2}
+			} else {
+				want[fmt.Sprint(a*width)] = [2]int64{a * width, width}
+			}
+		}
+		have, err := testkit.Keys(ctx, rdb, pre+"h"+idx+":*")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(have) != len(want) {
+			t.Fatalf("bucket %s at level %d, split pointer %d: %d keys, want %d", idx, l, s, len(have), len(want))
+		}
+		var total int64
+		for _, k := range have {
+			r, ok := want[strings.TrimPrefix(k, pre+"h"+idx+":")]
+			if !ok {
+				t.Fatalf("bucket %s at level %d, split pointer %d: unexpected key %s", idx, l, s, k)
+			}
+			c := dedupMarks(t, ctx, rdb, k)
+			total += c
+			largest = max(largest, c)
+			fields, err := rdb.HKeys(ctx, k).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range fields {
+				if f == "~" {
+					continue
+				}
+				h := int64(f[0])<<16 | int64(f[1])<<8 | int64(f[2])
+				if h < r[0] || h >= r[0]+r[1] {
+					t.Fatalf("%s holds an id with h %d, outside [%d, %d)", k, h, r[0], r[0]+r[1])
+				}
+			}
+			if at := rdb.PExpireTime(ctx, k).Val(); at.Milliseconds() != x {
+				t.Errorf("%s expires at %v, want %d (its bucket's)", k, at, x)
+			}
+		}
+		if total != n {
+			t.Errorf("bucket %s: %d ids in its keys, its count says %d", idx, total, n)
+		}
+		keys += len(have)
+	}
+	return keys, largest
+}

@@ -274,15 +274,17 @@ func TestPropertyLimitsHold(t *testing.T) {
 // rule applied event by event: a message id is a duplicate when an earlier
 // event (in offset order) had it in the same bucket, or in the previous
 // bucket no more than a window before. Ids repeat a lot, times fall in
-// four buckets, some copies carry other times, a few shards make ids share
-// keys, and the events go in chunks of random sizes.
+// four buckets, some copies carry other times, a bucket's keys split
+// after a few ids each (so the layout changes between chunks, at many
+// levels), and the events go in chunks of random sizes. The keys must then
+// hold what the layout says (checkDedupLayout).
 func TestPropertyDedupMatchesOneByOne(t *testing.T) {
 	for seed := range uint64(6) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			r := rand.New(rand.NewPCG(seed, 11))
 			rules := DefaultRules()
 			rules.DedupWindow = time.Hour
-			rules.DedupShards = 1 + r.IntN(4)
+			rules.DedupKeyIDs = 1 + r.IntN(3) // 16 keys to start: splits past 16 to 48 ids
 			f := newFixture(t)
 			g := f.graph("p", WithRules(rules), WithChunkSize(1+r.IntN(300)))
 			t0 := time.Unix(1_770_000_000/3600*3600, 0)
@@ -328,7 +330,8 @@ func TestPropertyDedupMatchesOneByOne(t *testing.T) {
 			if dups < 100 || dups > 500 {
 				t.Fatalf("%d duplicates of 600: the test does not exercise both outcomes", dups)
 			}
-			t.Logf("%d shards: %d of 600 events duplicates, as one by one", rules.DedupShards, dups)
+			keys, _ := checkDedupLayout(t, f.ctx, f.rdb, f.prefix+"p{default}:")
+			t.Logf("%d ids per key: %d of 600 events duplicates, as one by one; %d dedup keys", rules.DedupKeyIDs, dups, keys)
 		})
 	}
 }

@@ -7,14 +7,15 @@
 -- so all of them, and the journal's (same hash tag), hash to one slot.
 --
 -- ARGV: the journal step header (or '-' and 9 blanks: not journaled), then
---       dedup ttl, initial buckets, load factor, space,
+--       dedup ttl, initial buckets, load factor, space, dedup ids per key,
+--       dedup shards of the legacy layout,
 --       nlim, (code, limit) * nlim,
---       ngroups, the chunk's message ids by dedup key, ordered by bucket
---         then shard: per group: bucket, shard, count, then per id (in
---         offset order): msg digest, and "rel:pos": the seconds into the
---         bucket and the event's position in the chunk (1-based), in one
---         argument because every argument costs Redis time, and stored as
---         they are as the id's value;
+--       ngroups, the chunk's message ids by dedup bucket, in bucket order:
+--         per group: bucket, count, then per id (by digest, then offset):
+--         msg digest, and "rel:pos": the seconds into the bucket and the
+--         event's position in the chunk (1-based), in one argument because
+--         every argument costs Redis time, and stored as they are as the
+--         id's value;
 --       nev, per event: offset, nids;
 --         nids 0 (decided before: a dead letter): receipt;
 --         otherwise: what only the slow path reads, in one string: the
@@ -30,7 +31,8 @@
 -- the common paths are kept lean: an event whose identifiers are all known
 -- and in one profile takes a lookup per identifier (cached for the chunk)
 -- and no write; dedup reads and writes each dedup key once per chunk, for
--- all of the chunk's ids in it, and sets a key's TTL only once.
+-- all of the chunk's ids in it, and a bucket has as few keys as its
+-- volume allows.
 
 local journaled = ARGV[1] ~= '-'
 local i = 11
@@ -41,7 +43,8 @@ local A = ARGV
 local ttl = A[i]
 local ib, il = A[i + 1], A[i + 2]
 local space = A[i + 3]
-i = i + 4
+local dkf, dls = tonumber(A[i + 4]), tonumber(A[i + 5])
+i = i + 6
 local nlim = tonumber(A[i]); i = i + 1
 local limit, lcodes, lfields = {}, {}, {}
 for k = 1, nlim do
@@ -324,20 +327,144 @@ local function resolve(base, n, slow)
   return blob
 end
 
--- Dedup buckets by their index: the key prefixes of the bucket and the
--- one before, the bucket's bitmap of shard keys whose TTL is set, and w:
--- the ids this call wrote into the bucket, by the position of the writer.
-local buckets = {}
+-- Dedup keys. A bucket (event time / window) spreads its message ids over
+-- keys h<N>:<start> by linear hashing on the top bits of h, the first 24
+-- bits of an id's digest, so that a key holds about dkf to 2 * dkf ids
+-- however many the bucket has, and a small bucket has few keys (each key a
+-- chunk touches costs Redis calls). At level l with split pointer s the
+-- bucket has 2^l + s keys: an id whose top l bits are below s is in a key
+-- that was split and takes l + 1 bits. A key is named by its first h (its
+-- bits padded to 24), so a split leaves the lower half of its ids in place
+-- and moves the upper half to a new key. The ids come sorted by digest, so
+-- each key's ids are one run of them. The bucket's state g<N> (l, s, n:
+-- ids, x: expiry) and all of its keys expire at the same instant, 3
+-- windows after the bucket's first write; every key is created with its
+-- expiry, so none can lack one.
+local HB = 16777216 -- 2^24
+-- h is computed inline where it runs per id: a Lua function call costs
+-- Redis about as much as the rest of an id's dedup logic.
+local byte = string.byte
+local function fmt(n) return string.format('%d', n) end
+
+-- Buckets by their index; w: the ids this call wrote into the bucket, by
+-- the position of the writer. legacy: the key prefix of the fixed layout
+-- (d<N>:<h mod dls>, stop 17-19), read while that bucket's bitmap e<N>
+-- lives, so that an upgrade forgets no id.
+local buckets, touched = {}, {}
 local function bucket(idx)
   local b = buckets[idx]
   if not b then
-    local pidx = string.format('%d', tonumber(idx) - 1)
-    local ek = pre .. 'e' .. idx
-    b = { own = pre .. 'd' .. idx .. ':', prev = pre .. 'd' .. pidx .. ':', pidx = pidx,
-          ek = ek, bits = redis.call('GET', ek) or '', set = {}, w = {} }
+    local g = pre .. 'g' .. idx
+    local st = redis.call('HMGET', g, 'l', 's', 'n', 'x')
+    b = { g = g, keys = pre .. 'h' .. idx .. ':', w = {}, added = 0,
+          l = tonumber(st[1]), s = tonumber(st[2]), n = tonumber(st[3]), x = st[4] }
+    if dls > 0 and redis.call('EXISTS', pre .. 'e' .. idx) == 1 then b.legacy = pre .. 'd' .. idx .. ':' end
     buckets[idx] = b
   end
   return b
+end
+
+-- The key of h in bucket b: its first h, and the first h of the next key.
+local function keyOf(b, h)
+  local w = HB / 2 ^ b.l
+  local a = math.floor(h / w)
+  if a < b.s then
+    w = w / 2
+    a = math.floor(h / w)
+  end
+  return a * w, (a + 1) * w
+end
+
+-- Written into every dedup key when it is created: a value longer than
+-- hash-max-listpack-value (64) makes Redis keep the key as a hash table
+-- from the start. A listpack is scanned field by field, and dedup keys
+-- grow to hash-max-listpack-entries (512 by default) before Redis converts
+-- them: scanning them was a quarter of the script's time.
+local SENTINEL = 'a value over 64 bytes keeps this key a hash table, not a listpack'
+
+local function newKey(b, st, fields)
+  local key = b.keys .. fmt(st)
+  local kv = { '~', SENTINEL }
+  for k = 1, #fields do kv[k + 2] = fields[k] end
+  callMany('HSET', key, kv)
+  redis.call('PEXPIREAT', key, b.x)
+end
+
+-- create starts bucket b with the layout its predecessor pb has reached,
+-- and at least 16 keys (level 4): traffic changes little from one window
+-- to the next, and a split moves ids (HGETALL, HSET, HDEL: about 8k
+-- instructions of Redis per id moved, measured with callgrind, more than
+-- an event's share of 16 keys costs a chunk).
+local MINL = 4
+local function create(b, pb)
+  local t = redis.call('TIME')
+  b.x = fmt((tonumber(t[1]) + tonumber(ttl)) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  b.l, b.s, b.n = pb.l or MINL, pb.s or 0, 0
+  if b.l < MINL then b.l, b.s = MINL, 0 end
+  redis.call('HSET', b.g, 'l', b.l, 's', b.s, 'n', 0, 'x', b.x)
+  redis.call('PEXPIREAT', b.g, b.x)
+  local w = HB / 2 ^ b.l
+  for a = 0, 2 ^ b.l - 1 do
+    newKey(b, a * w, {})
+    if a < b.s then newKey(b, a * w + w / 2, {}) end
+  end
+end
+
+-- split moves the upper half of key s (at level l) to a new key.
+local function split(b)
+  local w = HB / 2 ^ b.l
+  local from = b.s * w
+  local mid = from + w / 2
+  local src = b.keys .. fmt(from)
+  local all = redis.call('HGETALL', src)
+  local mv, dl = {}, {}
+  for k = 1, #all, 2 do
+    local f = all[k]
+    local b1, b2, b3 = byte(f, 1, 3)
+    if f ~= '~' and (b1 * 256 + b2) * 256 + b3 >= mid then
+      mv[#mv + 1] = f; mv[#mv + 1] = all[k + 1]; dl[#dl + 1] = f
+    end
+  end
+  newKey(b, mid, mv)
+  if #dl > 0 then callMany('HDEL', src, dl) end
+  b.s = b.s + 1
+  if b.s == 2 ^ b.l then b.l, b.s = b.l + 1, 0 end
+end
+
+-- The chunk's ids of one bucket: digest, its h, and "rel:pos"; reused.
+local mds, hs24, rps, prv, leg, wr = {}, {}, {}, {}, {}, {}
+local NONE = {}
+
+-- look reads the values of ids 1..c in bucket b into res (false: not
+-- there): one HMGET per key, and the legacy keys.
+local function lookLegacy(b, c, res)
+  local by, order = {}, {}
+  for j = 1, c do
+    local s = hs24[j] % dls
+    local t = by[s]
+    if not t then
+      t = {}; by[s] = t; order[#order + 1] = s
+    end
+    t[#t + 1] = j
+  end
+  for _, s in ipairs(order) do
+    local t, f = by[s], {}
+    for q = 1, #t do f[q] = mds[t[q]] end
+    local v = redis.call('HMGET', b.legacy .. s, unpack(f))
+    for q = 1, #t do res[t[q]] = res[t[q]] or v[q] end
+  end
+end
+local function look(b, c, res)
+  local k = 1
+  while k <= c do
+    local st, nx = keyOf(b, hs24[k])
+    local e = k
+    while e < c and hs24[e + 1] < nx do e = e + 1 end
+    local v = redis.call('HMGET', b.keys .. fmt(st), unpack(mds, k, e))
+    for j = k, e do res[j] = v[j - k + 1] end
+    k = e + 1
+  end
+  if b.legacy then lookLegacy(b, c, res) end
 end
 
 -- num reads a count: most are one digit, and tonumber costs a string
@@ -346,13 +473,6 @@ local function num(s)
   if #s == 1 then return string.byte(s) - 48 end
   return tonumber(s)
 end
-
--- Written into every new dedup key with its first ids: a value longer than
--- hash-max-listpack-value (64) makes Redis keep the key as a hash table
--- from the start. A listpack is scanned field by field, and dedup keys
--- grow to hash-max-listpack-entries (512 by default) before Redis converts
--- them: scanning them was a quarter of the script's time.
-local SENTINEL = 'a value over 64 bytes keeps this key a hash table, not a listpack'
 
 -- part reads the seconds (n = 1) or the position (n = 2) of a "rel:pos"
 -- argument or dedup value (a value written before positions were kept is
@@ -371,56 +491,77 @@ end
 -- earlier; "seen" means by an event before it in offset order, exactly as
 -- if the events were checked one by one: groups come bucket by bucket, so
 -- a previous bucket's writes of this chunk are in when a bucket reads it,
--- and w tells the writes of later events apart. A copy carries the
--- original's timestamp, so it almost always lands in its own bucket.
+-- and w tells the writes of later events apart; within a bucket the ids
+-- come by digest, then position. A copy carries the original's timestamp,
+-- so it almost always lands in its own bucket. Keys split once the whole
+-- chunk is in, so the layout does not change under the lookups.
 local dupS = {} -- the "rel:pos" of duplicates
-local fb, hs = {}, {} -- reused: a group's ids, and its HSET arguments
 local ng = num(A[i]); i = i + 1
 for _ = 1, ng do
-  local idx, sh, c = A[i], A[i + 1], num(A[i + 2])
-  i = i + 3
-  local b = bucket(idx)
-  local pb = buckets[b.pidx]
-  local dk = b.own .. sh
-  for k = 1, c do fb[k] = A[i + 2 * k - 2] end
-  local cur = redis.call('HMGET', dk, unpack(fb, 1, c))
-  local prv = redis.call('HMGET', b.prev .. sh, unpack(fb, 1, c))
-  local nh, w = 0, b.w
+  local idx, c = A[i], tonumber(A[i + 1])
   for k = 1, c do
-    local x = i + 2 * k - 2
-    local md, rp = A[x], A[x + 1]
-    if cur[k] or w[md] then
-      dupS[rp] = true
-    else
-      w[md] = rp
-      hs[nh + 1] = md; hs[nh + 2] = rp; nh = nh + 2
-      local v = prv[k]
-      if v and part(rp, 1) <= part(v, 1) then
-        local wp = pb and pb.w[md]
-        if not wp or part(wp, 2) < part(rp, 2) then dupS[rp] = true end
+    local x = i + 2 * k
+    local md = A[x]
+    local b1, b2, b3 = byte(md, 1, 3)
+    mds[k], hs24[k], rps[k] = md, (b1 * 256 + b2) * 256 + b3, A[x + 1]
+  end
+  i = i + 2 + 2 * c
+  local b = bucket(idx)
+  local pb = bucket(fmt(tonumber(idx) - 1))
+  local hasprv = pb.l or pb.legacy
+  if hasprv then
+    if not pb.l then
+      for k = 1, c do prv[k] = false end
+    end
+    if pb.l then look(pb, c, prv) else lookLegacy(pb, c, prv) end
+  end
+  -- A bucket created by this call holds nothing yet: no lookups.
+  local fresh = not b.l
+  if fresh then create(b, pb) end
+  if b.legacy then
+    for k = 1, c do leg[k] = false end
+    lookLegacy(b, c, leg)
+  end
+  if not b.t then
+    b.t = true; touched[#touched + 1] = b
+  end
+  local w, pw, lg = b.w, pb.w, b.legacy
+  local k = 1
+  while k <= c do
+    local st, nx = keyOf(b, hs24[k])
+    local e = k
+    while e < c and hs24[e + 1] < nx do e = e + 1 end
+    local key = b.keys .. fmt(st)
+    local cur = NONE
+    if not fresh then cur = redis.call('HMGET', key, unpack(mds, k, e)) end
+    local nw = 0
+    for j = k, e do
+      local md, rp = mds[j], rps[j]
+      if cur[j - k + 1] or w[md] or (lg and leg[j]) then
+        dupS[rp] = true
+      else
+        w[md] = rp
+        wr[nw + 1] = md; wr[nw + 2] = rp; nw = nw + 2
+        local v = hasprv and prv[j]
+        if v and part(rp, 1) <= part(v, 1) then
+          local wp = pw[md]
+          if not wp or part(wp, 2) < part(rp, 2) then dupS[rp] = true end
+        end
       end
     end
-  end
-  if nh > 0 then
-    -- A shard key expires 3 windows after its first write. The bucket's
-    -- bitmap remembers the keys that have their TTL, so that EXPIRE runs
-    -- once per key rather than per write; it is created with the first of
-    -- them, so it expires before any of them and never claims a TTL that
-    -- a live key lacks.
-    local s = tonumber(sh)
-    local byte = string.byte(b.bits, math.floor(s / 8) + 1) or 0
-    local fresh = bit.band(byte, bit.lshift(1, 7 - s % 8)) == 0 and not b.set[s]
-    if fresh then hs[nh + 1] = '~'; hs[nh + 2] = SENTINEL; nh = nh + 2 end
-    redis.call('HSET', dk, unpack(hs, 1, nh))
-    if fresh then
-      local first = b.bits == '' and next(b.set) == nil
-      redis.call('SETBIT', b.ek, s, 1)
-      if first then redis.call('EXPIRE', b.ek, ttl, 'NX') end
-      redis.call('EXPIRE', dk, ttl, 'NX')
-      b.set[s] = true
+    if nw > 0 then
+      redis.call('HSET', key, unpack(wr, 1, nw))
+      b.added = b.added + nw / 2
     end
+    k = e + 1
   end
-  i = i + 2 * c
+end
+for _, b in ipairs(touched) do
+  if b.added > 0 then
+    b.n = b.n + b.added
+    while b.l < 24 and b.n > dkf * (2 ^ b.l + b.s) do split(b) end
+    redis.call('HSET', b.g, 'l', b.l, 's', b.s, 'n', b.n)
+  end
 end
 local dupAt = {}
 for rp in pairs(dupS) do dupAt[part(rp, 2)] = true end

@@ -71,22 +71,29 @@ type Rules struct {
 	// cap is refused, and so is a merge that would pass it (Rejection rule
 	// profile_size). Counted from when the graph first ran with this rule.
 	MaxIdentifiers int `yaml:"max_identifiers"`
-	// DedupShards splits each dedup window's message ids over this many
-	// Redis hashes (by digest), so that no key grows large and no expiry
-	// frees a big one at once. Size it to about the events of one window
-	// divided by 4,000: the default, 256, keeps keys at a few thousand
-	// fields up to 1M events a window. More shards than that cost
-	// throughput: a script call reads and writes each dedup key it touches
-	// once for all of its chunk's ids in it, and with many shards each key
-	// holds one or two of them (1,024 shards: about a fifth slower at the
-	// benchmark's volume, see doc.go).
+	// DedupKeyIDs is how many message ids a dedup key holds on average
+	// before the bucket's keys split (default 2,000): a window's ids are
+	// spread over keys by linear hashing on their digest, so a key holds
+	// about DedupKeyIDs to twice as many ids at any volume, and a quiet
+	// space has few keys. Fewer ids per key cost throughput (a script call
+	// reads and writes each dedup key its chunk touches); more make each
+	// key, and each split (a few milliseconds at the default), larger.
+	DedupKeyIDs int `yaml:"dedup_key_ids"`
+	// DedupShards is the shard count of the fixed dedup layout that ran
+	// before dedup keys split by themselves (stops 17-19; default 256, as
+	// theirs). Its keys are still read, for the buckets they hold, until
+	// they expire, so an upgrade forgets no message id. 0: never ran it.
 	DedupShards int `yaml:"dedup_shards"`
 }
 
 // DefaultMaxIdentifiers is the default cap on a profile's identifiers.
 const DefaultMaxIdentifiers = 1000
 
-// DefaultDedupShards is the default number of dedup hashes per window.
+// DefaultDedupKeyIDs is the default average of message ids per dedup key.
+const DefaultDedupKeyIDs = 2000
+
+// DefaultDedupShards is the shard count of the fixed dedup layout of
+// stops 17-19, which an upgraded graph reads until its keys expire.
 const DefaultDedupShards = 256
 
 // DefaultRules are Segment's defaults: one user_id, five emails and five
@@ -99,6 +106,7 @@ func DefaultRules() Rules {
 		Limits:         map[string]int{TypeUserID: 1, TypeEmail: 5, TypePhone: 5},
 		DedupWindow:    24 * time.Hour,
 		MaxIdentifiers: DefaultMaxIdentifiers,
+		DedupKeyIDs:    DefaultDedupKeyIDs,
 		DedupShards:    DefaultDedupShards,
 	}
 }
@@ -162,8 +170,11 @@ func (r Rules) Validate() error {
 			return fmt.Errorf("identity rules: limits: %s: %d is negative (0 means unlimited)", t, n)
 		}
 	}
-	if r.DedupShards < 1 || r.DedupShards > 1<<24 {
-		return fmt.Errorf("identity rules: dedup_shards %d: want 1 to %d", r.DedupShards, 1<<24)
+	if r.DedupKeyIDs < 1 || r.DedupKeyIDs > 100_000 {
+		return fmt.Errorf("identity rules: dedup_key_ids %d: want 1 to 100000", r.DedupKeyIDs)
+	}
+	if r.DedupShards < 0 || r.DedupShards > 1<<24 {
+		return fmt.Errorf("identity rules: dedup_shards %d: want 0 (no legacy layout) to %d", r.DedupShards, 1<<24)
 	}
 	if r.MaxIdentifiers < 0 {
 		return fmt.Errorf("identity rules: max_identifiers %d is negative (0 means no cap)", r.MaxIdentifiers)
