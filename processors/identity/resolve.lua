@@ -394,7 +394,8 @@ end
 -- and at least 16 keys (level 4): traffic changes little from one window
 -- to the next, and a split moves ids (HGETALL, HSET, HDEL: about 8k
 -- instructions of Redis per id moved, measured with callgrind, more than
--- an event's share of 16 keys costs a chunk).
+-- an event's share of 16 keys costs a chunk). Keys come into being with
+-- their first id, so a large layout costs nothing until it fills.
 local MINL = 4
 local function create(b, pb)
   local t = redis.call('TIME')
@@ -403,14 +404,10 @@ local function create(b, pb)
   if b.l < MINL then b.l, b.s = MINL, 0 end
   redis.call('HSET', b.g, 'l', b.l, 's', b.s, 'n', 0, 'x', b.x)
   redis.call('PEXPIREAT', b.g, b.x)
-  local w = HB / 2 ^ b.l
-  for a = 0, 2 ^ b.l - 1 do
-    newKey(b, a * w, {})
-    if a < b.s then newKey(b, a * w + w / 2, {}) end
-  end
 end
 
--- split moves the upper half of key s (at level l) to a new key.
+-- split moves the upper half of key s (at level l) to a new key (none
+-- if that half is empty: a key exists once it holds an id).
 local function split(b)
   local w = HB / 2 ^ b.l
   local from = b.s * w
@@ -425,8 +422,10 @@ local function split(b)
       mv[#mv + 1] = f; mv[#mv + 1] = all[k + 1]; dl[#dl + 1] = f
     end
   end
-  newKey(b, mid, mv)
-  if #dl > 0 then callMany('HDEL', src, dl) end
+  if #dl > 0 then
+    newKey(b, mid, mv)
+    callMany('HDEL', src, dl)
+  end
   b.s = b.s + 1
   if b.s == 2 ^ b.l then b.l, b.s = b.l + 1, 0 end
 end
@@ -532,12 +531,13 @@ for _ = 1, ng do
     local e = k
     while e < c and hs24[e + 1] < nx do e = e + 1 end
     local key = b.keys .. fmt(st)
+    -- The sentinel, read with the ids, tells whether the key exists yet.
     local cur = NONE
-    if not fresh then cur = redis.call('HMGET', key, unpack(mds, k, e)) end
-    local nw = 0
+    if not fresh then cur = redis.call('HMGET', key, '~', unpack(mds, k, e)) end
+    local nw = 2 -- wr[1], wr[2]: room for the sentinel
     for j = k, e do
       local md, rp = mds[j], rps[j]
-      if cur[j - k + 1] or w[md] or (lg and leg[j]) then
+      if cur[j - k + 2] or w[md] or (lg and leg[j]) then
         dupS[rp] = true
       else
         w[md] = rp
@@ -549,9 +549,15 @@ for _ = 1, ng do
         end
       end
     end
-    if nw > 0 then
-      redis.call('HSET', key, unpack(wr, 1, nw))
-      b.added = b.added + nw / 2
+    if nw > 2 then
+      b.added = b.added + nw / 2 - 1
+      if cur[1] then
+        redis.call('HSET', key, unpack(wr, 3, nw))
+      else
+        wr[1], wr[2] = '~', SENTINEL
+        redis.call('HSET', key, unpack(wr, 1, nw))
+        redis.call('PEXPIREAT', key, b.x)
+      end
     end
     k = e + 1
   end
