@@ -167,19 +167,25 @@
 //
 //   - memory, 100k identifiers in 20k profiles: identifier table 49 B and
 //     profiles 94 B per identifier, 143 B in all (716 B per profile of five
-//     identifiers); dedup 59 B per event in the window (hash tables from
-//     the first write; 21 B as listpacks, see below); INFO used_memory
+//     identifiers); dedup 69 B per event in the window (keys that split,
+//     1M events; 56–59 B in the fixed 256 keys before stop 20, 21 B as
+//     listpacks, see below); INFO used_memory
 //     grew 187 B per identifier including the dedup entries of the 60k
 //     events that built the graph.
 //   - throughput, the processor end to end on generated traffic
 //     (BenchmarkIdentityPipeline: 200k events, 6 partitions, 2 instances,
-//     the stack's Redis with appendfsync always): 40k–73k events/s in
-//     single runs, as the machine's phase goes (8–17 µs of script time per
-//     event for the same work). Medians of five, in six series each
-//     (stop 19): single Redis 68.8k, 59.3k, 55.3k, 51.1k, 50.7k and 48.6k;
-//     Cluster (whose graph lives on one of its three nodes) 57.0k, 54.4k,
-//     49.3k, 48.2k, 47.0k and 45.1k: at the 50k target, not reliably above
-//     it on the Cluster. A task overlaps its own work with the script call
+//     the stack's Redis with appendfsync always): 40k–81k events/s in
+//     single runs, as the machine's phase goes (7–17 µs of script time per
+//     event for the same work). Medians of five (stop 20, dedup keys that
+//     split by themselves; series on fresh stacks, single and Cluster runs
+//     interleaved): single Redis 70.1k, 70.4k, 76.4k; Cluster (whose graph lives
+//     on one of its three nodes) 70.9k, 71.9k, 71.4k: at the 50k target or above in
+//     every series, in an hour the machine ran fast. Alternating with the
+//     stop-19 code on one stack the new layout gained about 10% (single
+//     75.0k–77.3k against 64.7k–71.2k; Cluster 62.5k–69.0k against
+//     58.5k–61.3k), with 12% fewer Redis instructions in the script. Stop
+//     19's medians, in six series each: single Redis 48.6k–68.8k, Cluster
+//     45.1k–57.0k. A task overlaps its own work with the script call
 //     in flight (Process): it decodes and prepares the next chunk, and
 //     encodes the last chunk's outputs, while Redis runs a chunk. With one
 //     instance that took the pipeline from 38k–53k to 51k–60k events/s
@@ -200,8 +206,10 @@
 //     events, half as many script arguments, and dedup keys made hash
 //     tables from their first write (Redis keeps a hash of up to 512 short
 //     fields as a listpack searched field by field: a quarter of the
-//     instructions). More shards are slower at this volume (1,024: about a
-//     fifth). BenchmarkResolveTraffic measures the script alone on the same
+//     instructions), and at stop 20 dedup keys that split as a window
+//     fills (Dedup at volume: a chunk touches 16 keys at this volume instead
+//     of about 250; 52.4k instructions of Redis per event against 58.3k on
+//     this traffic, callgrind, 200k events). BenchmarkResolveTraffic measures the script alone on the same
 //     traffic; run under callgrind (CDP_TRAFFIC_EVENTS for a shorter run) it
 //     counts Redis' instructions per event, a measure the machine's noise
 //     does not move.
