@@ -183,7 +183,7 @@
 //     every series, in an hour the machine ran fast. Alternating with the
 //     stop-19 code on one stack the new layout gained about 10% (single
 //     75.0k–77.3k against 64.7k–71.2k; Cluster 62.5k–69.0k against
-//     58.5k–61.3k), with 12% fewer Redis instructions in the script. Stop
+//     58.5k–61.3k), with 9–12% fewer Redis instructions in the script. Stop
 //     19's medians, in six series each: single Redis 48.6k–68.8k, Cluster
 //     45.1k–57.0k. A task overlaps its own work with the script call
 //     in flight (Process): it decodes and prepares the next chunk, and
@@ -247,8 +247,9 @@
 // ids, so it knows), and so a large layout costs nothing until it fills. Before stop 20 a window had a fixed
 // 256 keys (Rules.DedupShards): a chunk then touched about 250 of them at
 // any volume, and its calls were a third of the script's time. The new
-// layout takes 12% fewer Redis instructions per event on the benchmark's
-// traffic (40k events under callgrind: 1.63G against 1.86G in the script).
+// layout takes 9–12% fewer Redis instructions in the script on the
+// benchmark's traffic (callgrind: 8.34G against 9.18G for 200k events,
+// 1.63G against 1.86G for 40k).
 // An upgraded graph still reads the old keys of a bucket while its bitmap
 // e<N> lives (TestDedupReadsTheFixedLayoutOfBefore), so an upgrade forgets
 // no id. Measured (TestDedupKeysStayBounded: 1M events of one window):
