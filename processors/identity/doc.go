@@ -178,9 +178,10 @@
 //     single runs, as the machine's phase goes (7–17 µs of script time per
 //     event for the same work). Medians of five (stop 20, dedup keys that
 //     split by themselves; series on fresh stacks, single and Cluster runs
-//     interleaved): single Redis 70.1k, 70.4k, 76.4k; Cluster (whose graph lives
-//     on one of its three nodes) 70.9k, 71.9k, 71.4k: at the 50k target or above in
-//     every series, in an hour the machine ran fast. Alternating with the
+//     interleaved): single Redis 70.1k, 70.4k, 76.4k, 55.2k, 53.4k;
+//     Cluster (whose graph lives on one of its three nodes) 70.9k, 71.9k,
+//     71.4k, 60.6k, 52.0k: above the 50k target in every series, by 4–7%
+//     in the last two, run as the machine slowed. Alternating with the
 //     stop-19 code on one stack the new layout gained about 10% (single
 //     75.0k–77.3k against 64.7k–71.2k; Cluster 62.5k–69.0k against
 //     58.5k–61.3k), with 9–12% fewer Redis instructions in the script. Stop
