@@ -242,8 +242,10 @@
 // ids, sorted by digest, fall into each key as one run: one HMGET and one
 // HSET per key a chunk touches. A bucket starts with the layout its
 // predecessor reached, and at least 16 keys: a split moves ids (about 8k
-// instructions of Redis per id moved, callgrind), and traffic changes
-// little from one window to the next. A key comes into being with its
+// instructions of Redis per id moved, callgrind; a call of 1,000 events
+// that splits a key took 18.6 ms against 12.9 ms without, medians of one
+// run filling a window to 600k ids), and traffic changes little from one
+// window to the next. A key comes into being with its
 // first id and its bucket's expiry (a lookup reads the sentinel with the
 // ids, so it knows), and so a large layout costs nothing until it fills. Before stop 20 a window had a fixed
 // 256 keys (Rules.DedupShards): a chunk then touched about 250 of them at
