@@ -173,47 +173,46 @@
 //     grew 187 B per identifier including the dedup entries of the 60k
 //     events that built the graph.
 //   - throughput, the processor end to end on generated traffic
-//     (BenchmarkIdentityPipeline: 200k events, 6 partitions, 2 instances,
-//     the stack's Redis with appendfsync always): 40k–81k events/s in
-//     single runs, as the machine's phase goes (7–17 µs of script time per
-//     event for the same work). Medians of five (stop 20, dedup keys that
-//     split by themselves; series on fresh stacks, single and Cluster runs
-//     interleaved): single Redis 70.1k, 70.4k, 76.4k, 55.2k, 53.4k;
-//     Cluster (whose graph lives on one of its three nodes) 70.9k, 71.9k,
-//     71.4k, 60.6k, 52.0k: above the 50k target in every series, by 4–7%
-//     in the last two, run as the machine slowed. Alternating with the
-//     stop-19 code on one stack the new layout gained about 10% (single
-//     75.0k–77.3k against 64.7k–71.2k; Cluster 62.5k–69.0k against
-//     58.5k–61.3k), with 9–12% fewer Redis instructions in the script. Stop
-//     19's medians, in six series each: single Redis 48.6k–68.8k, Cluster
-//     45.1k–57.0k. A task overlaps its own work with the script call
-//     in flight (Process): it decodes and prepares the next chunk, and
-//     encodes the last chunk's outputs, while Redis runs a chunk. With one
-//     instance that took the pipeline from 38k–53k to 51k–60k events/s
-//     (alternating runs); with two, whose calls already overlapped each
-//     other, the gain is within the noise. Redis' CPU is then 60–75% busy:
-//     what is left is the time no call is queued (a poll's first chunk
-//     being prepared, commits) and fsync. Cluster mode costs Redis 2.7%
-//     more instructions on the same traffic (each redis.call's keys are
-//     checked against the node's slots: getNodeByQuery, keyHashSlot;
+//     (BenchmarkIdentityPipeline: 200k events, 6 partitions, 2 instances, the
+//     stack's Redis with appendfsync always): 40k–81k events/s in single runs,
+//     as the machine's phase goes (7–17 µs of script time per event for the
+//     same work). Medians of five (stop 20, dedup keys that split by
+//     themselves; series on fresh stacks, single and Cluster runs
+//     interleaved): single Redis 70.1k, 70.4k, 76.4k, 55.2k, 53.4k; Cluster
+//     (whose graph lives on one of its three nodes) 70.9k, 71.9k, 71.4k,
+//     60.6k, 52.0k: above the 50k target in every series, by 4–7% in the last
+//     two, run as the machine slowed. Alternating with the stop-19 code on one
+//     stack the new layout gained about 10% (single 75.0k–77.3k against
+//     64.7k–71.2k; Cluster 62.5k–69.0k against 58.5k–61.3k), with 9–12% fewer
+//     Redis instructions in the script. Stop 19's medians, in six series each:
+//     single Redis 48.6k–68.8k, Cluster 45.1k–57.0k. A task overlaps its own
+//     work with the script call in flight (Process): it decodes and prepares
+//     the next chunk, and encodes the last chunk's outputs, while Redis runs a
+//     chunk. With one instance that took the pipeline from 38k–53k to 51k–60k
+//     events/s (alternating runs); with two, whose calls already overlapped
+//     each other, the gain is within the noise. Redis' CPU is then 60–75%
+//     busy: what is left is the time no call is queued (a poll's first chunk
+//     being prepared, commits) and fsync. Cluster mode costs Redis 2.7% more
+//     instructions on the same traffic (each redis.call's keys are checked
+//     against the node's slots: getNodeByQuery, keyHashSlot;
 //     scripts/redis-callgrind.sh with REDIS_CALLGRIND_CLUSTER=1); its runs
-//     spent 7% more script time per event than the single runs beside them. The script code before stop 18
-//     spends 12–25% more script time per event. An event of a known
-//     customer costs a lookup per identifier, most of them cached for the
-//     chunk, no write, and its share of dedup. What made the difference (from 30 µs of
-//     script time per event): EXPIRE once per dedup key instead of once per
-//     event (a third of the time), dedup read and written once per key and
-//     chunk, 256 dedup shards by default instead of 16,384, chunks of 1,000
-//     events, half as many script arguments, and dedup keys made hash
-//     tables from their first write (Redis keeps a hash of up to 512 short
-//     fields as a listpack searched field by field: a quarter of the
-//     instructions), and at stop 20 dedup keys that split as a window
+//     spent 7% more script time per event than the single runs beside them.
+//     The script code before stop 18 spends 12–25% more script time per event.
+//     An event of a known customer costs a lookup per identifier, most of them
+//     cached for the chunk, no write, and its share of dedup. What made the
+//     difference (from 30 µs of script time per event): EXPIRE once per dedup
+//     key instead of once per event (a third of the time), dedup read and
+//     written once per key and chunk, 256 dedup shards by default instead of
+//     16,384, chunks of 1,000 events, half as many script arguments, and dedup
+//     keys made hash tables from their first write (Redis keeps a hash of up
+//     to 512 short fields as a listpack searched field by field: a quarter of
+//     the instructions), and at stop 20 dedup keys that split as a window
 //     fills (Dedup at volume: a chunk touches 16 keys at this volume instead
 //     of about 250; 52.4k instructions of Redis per event against 58.3k on
-//     this traffic, callgrind, 200k events). BenchmarkResolveTraffic measures the script alone on the same
-//     traffic; run under callgrind (CDP_TRAFFIC_EVENTS for a shorter run) it
-//     counts Redis' instructions per event, a measure the machine's noise
-//     does not move.
+//     this traffic, callgrind, 200k events). BenchmarkResolveTraffic measures
+//     the script alone on the same traffic; run under callgrind
+//     (CDP_TRAFFIC_EVENTS for a shorter run) it counts Redis' instructions per
+//     event, a measure the machine's noise does not move.
 //
 // # Dedup off the graph's shard (designed, not built)
 //
@@ -232,32 +231,31 @@
 //
 // # Dedup at volume
 //
-// A bucket spreads its message ids over keys by linear hashing on h, the
-// top 24 bits of their digest (resolve.lua): at level l with split pointer
-// s it has 2^l + s keys, and when it holds more than Rules.DedupKeyIDs
-// (2,000) ids per key on average, key s splits in two, its upper half of
-// ids moving to a new key. So a key holds about 2,000 to 4,000 ids at any
-// volume, and expiries free small keys one at a time (the local stack runs
-// Redis with lazyfree). A key is named by its lowest h, so that a chunk's
-// ids, sorted by digest, fall into each key as one run: one HMGET and one
-// HSET per key a chunk touches. A bucket starts with the layout its
-// predecessor reached, and at least 16 keys: a split moves ids (about 8k
-// instructions of Redis per id moved, callgrind; a call of 1,000 events
-// that splits a key took 18.6 ms against 12.9 ms without, medians of one
-// run filling a window to 600k ids), and traffic changes little from one
-// window to the next. A key comes into being with its
-// first id and its bucket's expiry (a lookup reads the sentinel with the
-// ids, so it knows), and so a large layout costs nothing until it fills. Before stop 20 a window had a fixed
-// 256 keys (Rules.DedupShards): a chunk then touched about 250 of them at
-// any volume, and its calls were a third of the script's time. The new
-// layout takes 9–12% fewer Redis instructions in the script on the
-// benchmark's traffic (callgrind: 8.34G against 9.18G for 200k events,
-// 1.63G against 1.86G for 40k).
-// An upgraded graph still reads the old keys of a bucket while its bitmap
-// e<N> lives (TestDedupReadsTheFixedLayoutOfBefore), so an upgrade forgets
-// no id. Measured (TestDedupKeysStayBounded: 1M events of one window):
-// 500 keys, the largest holding 4,031 ids, 69 B per event. A bucket is kept
-// for up to three windows, so with the 24 h default window:
+// A bucket spreads its message ids over keys by linear hashing on h, the top
+// 24 bits of their digest (resolve.lua): at level l with split pointer s it
+// has 2^l + s keys, and when it holds more than Rules.DedupKeyIDs (2,000)
+// ids per key on average, key s splits in two, its upper half of ids moving
+// to a new key. So a key holds about 2,000 to 4,000 ids at any volume, and
+// expiries free small keys one at a time (the local stack runs Redis with
+// lazyfree). A key is named by its lowest h, so that a chunk's ids, sorted
+// by digest, fall into each key as one run: one HMGET and one HSET per key a
+// chunk touches. A bucket starts with the layout its predecessor reached,
+// and at least 16 keys: a split moves ids (about 8k instructions of Redis
+// per id moved, callgrind; a call of 1,000 events that splits a key took
+// 18.6 ms against 12.9 ms without, medians of one run filling a window to
+// 600k ids), and traffic changes little from one window to the next. A key
+// comes into being with its first id and its bucket's expiry (a lookup reads
+// the sentinel with the ids, so it knows), and so a large layout costs
+// nothing until it fills. Before stop 20 a window had a fixed 256 keys
+// (Rules.DedupShards): a chunk then touched about 250 of them at any volume,
+// and its calls were a third of the script's time. The new layout takes
+// 9–12% fewer Redis instructions in the script on the benchmark's traffic
+// (callgrind: 8.34G against 9.18G for 200k events, 1.63G against 1.86G for
+// 40k). An upgraded graph still reads the old keys of a bucket while its
+// bitmap e<N> lives (TestDedupReadsTheFixedLayoutOfBefore), so an upgrade
+// forgets no id. Measured (TestDedupKeysStayBounded: 1M events of one
+// window): 500 keys, the largest holding 4,031 ids, 69 B per event. A bucket
+// is kept for up to three windows, so with the 24 h default window:
 //
 //	events/day   dedup keys   memory
 //	1M           500          ~210 MB

@@ -346,6 +346,10 @@ local HB = 16777216 -- 2^24
 local byte = string.byte
 local function fmt(n) return string.format('%d', n) end
 
+-- The chunk's ids of one bucket: digest, its h, and "rel:pos"; reused.
+local mds, hs24, rps, prv, leg, wr = {}, {}, {}, {}, {}, {}
+local NONE = {}
+
 -- Buckets by their index; w: the ids this call wrote into the bucket, by
 -- the position of the writer. legacy: the key prefix of the fixed layout
 -- (d<N>:<h mod dls>, stop 17-19), read while that bucket's bitmap e<N>
@@ -382,12 +386,21 @@ end
 -- them: scanning them was a quarter of the script's time.
 local SENTINEL = 'a value over 64 bytes keeps this key a hash table, not a listpack'
 
-local function newKey(b, st, fields)
-  local key = b.keys .. fmt(st)
-  local kv = { '~', SENTINEL }
-  for k = 1, #fields do kv[k + 2] = fields[k] end
-  callMany('HSET', key, kv)
+-- addKey creates a dedup key with its first fields, kv[3..n] (kv[1] and
+-- kv[2] take the sentinel), and its bucket's expiry.
+local function addKey(b, key, kv, n)
+  kv[1], kv[2] = '~', SENTINEL
+  for k = 1, n, 2000 do redis.call('HSET', key, unpack(kv, k, math.min(k + 1999, n))) end
   redis.call('PEXPIREAT', key, b.x)
+end
+
+-- run finds the key of id k's h in bucket b: its name, and the last of
+-- ids k..c in it (they are sorted by h).
+local function run(b, k, c)
+  local st, nx = keyOf(b, hs24[k])
+  local e = k
+  while e < c and hs24[e + 1] < nx do e = e + 1 end
+  return b.keys .. fmt(st), e
 end
 
 -- create starts bucket b with the layout its predecessor pb has reached,
@@ -414,7 +427,7 @@ local function split(b)
   local mid = from + w / 2
   local src = b.keys .. fmt(from)
   local all = redis.call('HGETALL', src)
-  local mv, dl = {}, {}
+  local mv, dl = { false, false }, {}
   for k = 1, #all, 2 do
     local f = all[k]
     local b1, b2, b3 = byte(f, 1, 3)
@@ -423,19 +436,15 @@ local function split(b)
     end
   end
   if #dl > 0 then
-    newKey(b, mid, mv)
+    addKey(b, b.keys .. fmt(mid), mv, #mv)
     callMany('HDEL', src, dl)
   end
   b.s = b.s + 1
   if b.s == 2 ^ b.l then b.l, b.s = b.l + 1, 0 end
 end
 
--- The chunk's ids of one bucket: digest, its h, and "rel:pos"; reused.
-local mds, hs24, rps, prv, leg, wr = {}, {}, {}, {}, {}, {}
-local NONE = {}
-
--- look reads the values of ids 1..c in bucket b into res (false: not
--- there): one HMGET per key, and the legacy keys.
+-- lookLegacy adds the values of ids 1..c in bucket b's keys of the fixed
+-- layout into res (whose entries 1..c are set).
 local function lookLegacy(b, c, res)
   local by, order = {}, {}
   for j = 1, c do
@@ -453,13 +462,14 @@ local function lookLegacy(b, c, res)
     for q = 1, #t do res[t[q]] = res[t[q]] or v[q] end
   end
 end
+-- look reads the values of ids 1..c in bucket b into res (false: not
+-- there): one HMGET per key, and the legacy keys.
 local function look(b, c, res)
+  for j = 1, c do res[j] = false end
   local k = 1
-  while k <= c do
-    local st, nx = keyOf(b, hs24[k])
-    local e = k
-    while e < c and hs24[e + 1] < nx do e = e + 1 end
-    local v = redis.call('HMGET', b.keys .. fmt(st), unpack(mds, k, e))
+  while b.l and k <= c do
+    local key, e = run(b, k, c)
+    local v = redis.call('HMGET', key, unpack(mds, k, e))
     for j = k, e do res[j] = v[j - k + 1] end
     k = e + 1
   end
@@ -508,12 +518,7 @@ for _ = 1, ng do
   local b = bucket(idx)
   local pb = bucket(fmt(tonumber(idx) - 1))
   local hasprv = pb.l or pb.legacy
-  if hasprv then
-    if not pb.l then
-      for k = 1, c do prv[k] = false end
-    end
-    if pb.l then look(pb, c, prv) else lookLegacy(pb, c, prv) end
-  end
+  if hasprv then look(pb, c, prv) end
   -- A bucket created by this call holds nothing yet: no lookups.
   local fresh = not b.l
   if fresh then create(b, pb) end
@@ -527,10 +532,7 @@ for _ = 1, ng do
   local w, pw, lg = b.w, pb.w, b.legacy
   local k = 1
   while k <= c do
-    local st, nx = keyOf(b, hs24[k])
-    local e = k
-    while e < c and hs24[e + 1] < nx do e = e + 1 end
-    local key = b.keys .. fmt(st)
+    local key, e = run(b, k, c)
     -- The sentinel, read with the ids, tells whether the key exists yet.
     local cur = NONE
     if not fresh then cur = redis.call('HMGET', key, '~', unpack(mds, k, e)) end
@@ -554,9 +556,7 @@ for _ = 1, ng do
       if cur[1] then
         redis.call('HSET', key, unpack(wr, 3, nw))
       else
-        wr[1], wr[2] = '~', SENTINEL
-        redis.call('HSET', key, unpack(wr, 1, nw))
-        redis.call('PEXPIREAT', key, b.x)
+        addKey(b, key, wr, nw)
       end
     end
     k = e + 1
